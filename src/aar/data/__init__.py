@@ -1,0 +1,1 @@
+"""Datasets: sources, builders, deterministic splits, the vault and the label-free export."""

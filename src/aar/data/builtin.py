@@ -1,0 +1,3 @@
+"""Imports every built-in dataset module so their ``@dataset`` decorators run."""
+
+from aar.data import code_humaneval, hf, jsonl, math_champ, sentiment, synthetic, tweets  # noqa: F401

@@ -1,0 +1,112 @@
+"""Build a dataset once, split it, and write the vault and the label-free workspace.
+
+The dataset key is content-addressed: a hash of the ids, texts and labels of the built
+examples plus the split settings. An index maps a request (dataset reference, builder
+version, sizes, seed, and the input file's size and mtime for file datasets) to its key, so
+preparing an already prepared dataset costs a file read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from aar.data.packages import ensure_package
+from aar.data.registry import Built, SplitSizes, parse_dataset
+from aar.data.splits import make_splits
+from aar.data.store import Vault, Workspace
+from aar.errors import AarError
+from aar.settings import get_settings
+from aar.util import atomic_write_json, read_json, stable_hash
+
+
+@dataclass(frozen=True)
+class Prepared:
+    ref: str  # what the user asked for, e.g. "sentiment" or "jsonl:/data/x.jsonl"
+    name: str
+    key: str
+
+    @property
+    def vault(self) -> Vault:
+        return Vault(self.key)
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.key)
+
+
+def _request_key(ref: str, version: str, sizes: SplitSizes, seed: int) -> str:
+    _, _, arg = ref.partition(":")
+    stat = None
+    if arg and os.path.exists(arg):
+        st = os.stat(arg)
+        stat = [os.path.abspath(arg), st.st_size, st.st_mtime_ns]
+    return stable_hash([ref, version, sizes.__dict__, seed, stat])
+
+
+def _index_path() -> Path:
+    return get_settings().workspace_dir / "index.json"
+
+
+def _content_key(name: str, built: Built, sizes: SplitSizes, seed: int) -> str:
+    h = hashlib.sha256()
+    for ex in built.examples:
+        h.update(f"{ex.id}\x00{ex.text}\x00{ex.label}\x00{ex.group}\x01".encode())
+    return f"{name}-{stable_hash([h.hexdigest(), sizes.__dict__, seed], 10)}"
+
+
+def prepare(ref: str, sizes: SplitSizes | None = None, seed: int = 0) -> Prepared:
+    """Prepare ``ref`` (idempotent) and return its handle."""
+    spec, params = parse_dataset(ref)
+    sizes = sizes or spec.sizes
+    req = _request_key(ref, spec.version, sizes, seed)
+    index = read_json(_index_path()) if _index_path().exists() else {}
+    key = index.get(req)
+    if key and Vault(key).exists() and Workspace(key).exists():
+        return Prepared(ref, spec.name, key)
+    for package in spec.packages:
+        ensure_package(package)
+    built = spec.build(params)
+    key = _content_key(spec.name, built, sizes, seed)
+    if not (Vault(key).exists() and Workspace(key).exists()):
+        _write(spec.name, key, built, sizes, seed)
+    index = read_json(_index_path()) if _index_path().exists() else {}
+    index[req] = key
+    atomic_write_json(_index_path(), index)
+    return Prepared(ref, spec.name, key)
+
+
+def _write(name: str, key: str, built: Built, sizes: SplitSizes, seed: int) -> None:
+    from aar.models.cache import put_features  # features sit one stage after datasets
+
+    examples = built.examples
+    ids = [ex.id for ex in examples]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i, c in Counter(ids).items() if c > 1)
+        raise AarError(f"dataset {name} has a duplicate id {dup!r}; ids must be unique")
+    bad = [ex.id for ex in examples if ex.label not in (0, 1)]
+    if bad:
+        raise AarError(f"dataset {name}: label of {bad[0]!r} is not 0 or 1")
+    splits = make_splits(examples, sizes, seed)
+    by_id = {ex.id: ex for ex in examples}
+    labels = {ex.id: int(ex.label) for ex in examples}
+    balance = {
+        s: {"n": len(v), "positive": sum(labels[i] for i in v)} for s, v in splits.ids.items()
+    }
+    Vault(key).write(labels, splits.ids, {"dataset": name, "balance": balance, "seed": seed})
+    test = sorted(splits.ids["test_public"] + splits.ids["test_private"])
+    order = {"labeled": splits.ids["labeled"], "unlabeled": splits.ids["unlabeled"],
+             "test": test}
+    records = {s: [(i, by_id[i].text) for i in v] for s, v in order.items()}
+    ws = Workspace(key)
+    if built.features:
+        pos = {ex.id: k for k, ex in enumerate(examples)}
+        rows = [pos[i] for s in ("labeled", "unlabeled", "test") for i in order[s]]
+        texts = [by_id[i].text for s in ("labeled", "unlabeled", "test") for i in order[s]]
+        for enc, arr in built.features.items():
+            put_features(enc, texts, arr[rows])
+    ws.write(records, {"dataset": name, "key": key,
+                       "sizes": {s: len(v) for s, v in order.items()}})

@@ -1,0 +1,129 @@
+"""W2S methods: one module each, registered with ``@method("name")``.
+
+A method is a function ``fn(ctx: MethodContext, *, hyper=default, ...) -> probabilities``
+for ``ctx.ids["test"]`` (an array, or a mapping id -> probability). Its keyword-only
+parameters with defaults are its hyperparameters. ``aar methods new NAME`` writes a
+starting module from the template; ``aar run path/to/file.py`` runs one from a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aar.errors import AarError
+from aar.registry import Registry
+
+MethodFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    fn: MethodFn
+    description: str
+    defaults: dict[str, Any]
+    source_file: Path
+
+    def code_hash(self) -> str:
+        """Hash of the module that defines the method: a record names the code it ran."""
+        return hashlib.sha256(self.source_file.read_bytes()).hexdigest()[:16]
+
+    def resolve_params(self, given: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(given) - set(self.defaults)
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise AarError(
+                f"method {self.name!r} has no parameter {sorted(unknown)[0]!r} (it has: {known})"
+            )
+        out = dict(self.defaults)
+        for k, v in given.items():
+            default = self.defaults[k]
+            try:
+                out[k] = type(default)(v) if default is not None and not isinstance(
+                    default, bool) else (_to_bool(v) if isinstance(default, bool) else v)
+            except (TypeError, ValueError):
+                raise AarError(
+                    f"parameter {k} of {self.name!r} must be {type(default).__name__}, got {v!r}"
+                ) from None
+        return out
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(v)
+
+
+def _load_builtin() -> None:
+    from aar.methods import builtin  # noqa: F401
+
+
+METHODS: Registry[MethodSpec] = Registry("method", _load_builtin)
+
+
+def method(name: str) -> Callable[[MethodFn], MethodFn]:
+    """Register ``fn`` as method ``name``; its docstring's first line describes it."""
+
+    def deco(fn: MethodFn) -> MethodFn:
+        sig = inspect.signature(fn)
+        defaults = {
+            p.name: p.default for p in sig.parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+        }
+        doc = (inspect.getdoc(fn) or "").strip().splitlines()
+        METHODS.register(name)(MethodSpec(
+            name, fn, doc[0] if doc else "", defaults, Path(inspect.getfile(fn)).resolve()
+        ))
+        return fn
+
+    return deco
+
+
+def load_method_file(path: Path) -> list[str]:
+    """Import a user's method module; returns the names it registered."""
+    path = path.resolve()
+    if not path.is_file():
+        raise AarError(f"no method file {path}")
+    before = set(METHODS.names())
+    mod_name = f"aar_user_method_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except AarError:
+        raise
+    except Exception as exc:  # a user's file: report, don't crash
+        raise AarError(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
+    new = sorted(set(METHODS.names()) - before)
+    if not new:
+        known = [s.name for s in (METHODS.get(n) for n in METHODS.names())
+                 if s.source_file == path]
+        if known:
+            return known
+        raise AarError(f"{path} registers no method; decorate a function with @method(\"name\")")
+    return new
+
+
+def resolve_method(ref: str) -> MethodSpec:
+    """A registered name, or ``path/to/file.py`` (optionally ``file.py:name``)."""
+    if ".py:" in ref:
+        file, _, name = ref.rpartition(":")
+        load_method_file(Path(file))
+        return METHODS.get(name)
+    if ref.endswith(".py"):
+        return METHODS.get(load_method_file(Path(ref))[0])
+    return METHODS.get(ref)

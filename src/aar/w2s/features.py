@@ -1,0 +1,24 @@
+"""Per-split features of a prepared dataset, from the content-addressed cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from aar.data.store import WORKSPACE_SPLITS, Workspace
+
+
+def split_features(
+    ws: Workspace, encoder: str, progress: Callable[[int], None] | None = None
+) -> dict[str, np.ndarray]:
+    from aar.models.cache import get_features
+
+    arr = get_features(encoder, ws.all_texts(), progress=progress)
+    out: dict[str, np.ndarray] = {}
+    start = 0
+    for split in WORKSPACE_SPLITS:
+        n = len(ws.ids(split))
+        out[split] = np.asarray(arr[start:start + n])
+        start += n
+    return out
