@@ -1,0 +1,1 @@
+"""Text encoders: registry, built-in models, feature cache."""

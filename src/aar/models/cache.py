@@ -1,0 +1,65 @@
+"""Content-addressed feature cache: one ``.npy`` per (encoder, version, texts).
+
+``get_features`` returns cached rows or loads the encoder and computes them (with a
+progress callback per batch). Precomputed encoders (features shipped by a dataset, e.g.
+``syn_weak``) can only be read back; asking for texts they never saw is a clear error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from aar.errors import AarError
+from aar.models.registry import EncoderSpec, Progress, parse_encoder
+from aar.settings import get_settings
+from aar.util import atomic_save_npy, stable_hash, texts_hash
+
+
+def features_path(encoder: str | EncoderSpec, texts: list[str]) -> Path:
+    spec = parse_encoder(encoder) if isinstance(encoder, str) else encoder
+    safe = spec.name.replace("/", "__").replace(":", "_")
+    key = stable_hash([spec.name, spec.version, texts_hash(texts)], n=20)
+    return get_settings().features_dir / safe / f"{key}.npy"
+
+
+def has_features(encoder: str, texts: list[str]) -> bool:
+    return features_path(encoder, texts).exists()
+
+
+def put_features(encoder: str, texts: list[str], arr: np.ndarray) -> Path:
+    """Store rows for ``texts`` (used by datasets that ship their own features)."""
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[0] != len(texts):
+        raise AarError(f"features for {encoder}: shape {arr.shape} does not fit {len(texts)} texts")
+    path = features_path(encoder, texts)
+    atomic_save_npy(path, arr)
+    return path
+
+
+def get_features(
+    encoder: str, texts: list[str], progress: Progress | None = None
+) -> np.ndarray:
+    """float32 (len(texts), dim): from the cache, else encoded now and cached."""
+    spec = parse_encoder(encoder)
+    path = features_path(spec, texts)
+    if path.exists():
+        try:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape[0] == len(texts):
+                return np.asarray(arr)
+        except (ValueError, OSError):
+            pass  # a damaged file is recomputed below
+        path.unlink(missing_ok=True)
+    if spec.precomputed:
+        raise AarError(
+            f"encoder {spec.name} only has features shipped by its dataset; "
+            "these texts have none (use it with the dataset that provides it)"
+        )
+    model = spec.factory()
+    arr = np.asarray(model.encode(list(texts), progress=progress), dtype=np.float32)
+    if arr.shape[0] != len(texts) or not np.isfinite(arr).all():
+        raise AarError(f"encoder {spec.name} returned bad features {arr.shape}")
+    atomic_save_npy(path, arr)
+    return arr
