@@ -1,0 +1,231 @@
+"""Python client of the evaluation server (used by the CLI and by the researchers).
+
+    from aar.client import Client
+    c = Client("http://127.0.0.1:8000", token)      # or AAR_SERVER_URL / AAR_TOKEN
+    r = c.evaluate("synthetic", probs, ids=ids, seed=0, method="vanilla")
+    r["public"]["pgr"]                                # rationed: the Ladder's best so far
+
+Every method returns the server's JSON; an error response raises ``ServerError`` (an
+``AarError``) carrying the status code and the server's one-line message.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import tarfile
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aar.errors import AarError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+SNAPSHOT_SKIP = {"__pycache__", ".git", ".venv", ".mypy_cache", ".ruff_cache",
+                 ".pytest_cache", "node_modules"}
+
+
+class ServerError(AarError):
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        super().__init__(f"server said {status}: {message}")
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+
+def snapshot(path: Path | str, max_bytes: int = 1 << 20) -> bytes:
+    """A deterministic tar.gz of a method's code (a file or a folder; caches skipped)."""
+    root = Path(path)
+    if not root.exists():
+        raise AarError(f"no such file or folder {root}")
+    files = [root] if root.is_file() else sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+        and not (set(p.relative_to(root).parts) & SNAPSHOT_SKIP))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+        for f in files:
+            name = f.name if root.is_file() else f.relative_to(root).as_posix()
+            info = tarfile.TarInfo(name)
+            data = f.read_bytes()
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tf.addfile(info, io.BytesIO(data))
+    out = buf.getvalue()
+    if len(out) > max_bytes:
+        raise AarError(f"code snapshot of {root} is {len(out)} bytes (> {max_bytes}); "
+                       "snapshot only the method's own files")
+    return out
+
+
+def _iso(t: datetime | str | None) -> str | None:
+    return t.isoformat() if isinstance(t, datetime) else t
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None,
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.url = (url or os.environ.get("AAR_SERVER_URL") or DEFAULT_URL).rstrip("/")
+        token = token or os.environ.get("AAR_TOKEN")
+        if not token:
+            raise AarError("no server token: pass token= or set AAR_TOKEN")
+        kwargs: dict[str, Any] = {"transport": transport} if transport else {}
+        self._http = httpx.Client(base_url=self.url + "/api/v1", timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        self._ids: dict[str, list[str]] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        if "params" in kwargs:
+            kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None}
+        try:
+            r = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise AarError(f"cannot reach the evaluation server at {self.url}: {exc}") from None
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                message, detail = body.get("error", r.text), body.get("detail")
+            except ValueError:
+                message, detail = r.text[:200], None
+            raise ServerError(r.status_code, message, detail)
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.content
+
+    # ------------------------------------------------------------------ basics
+
+    def me(self) -> dict[str, Any]:
+        return self._call("GET", "/me")
+
+    def info(self, dataset: str | None = None) -> dict[str, Any]:
+        return self._call("GET", "/info", params={"dataset": dataset})
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/datasets")["items"]
+
+    def dataset(self, dataset: str) -> dict[str, Any]:
+        return self._call("GET", f"/datasets/{dataset}")
+
+    def test_ids(self, dataset: str) -> list[str]:
+        if dataset not in self._ids:
+            self._ids[dataset] = self.dataset(dataset)["ids"]
+        return self._ids[dataset]
+
+    # ------------------------------------------------------------------ evaluations
+
+    def evaluate(self, dataset: str, probs: Sequence[float] | Mapping[str, float] | Any,
+                 ids: Sequence[str] | None = None, *, seed: int | None = None,
+                 method: str | None = None) -> dict[str, Any]:
+        """Score test predictions: ``probs`` as a mapping id -> probability, or a sequence
+        aligned with ``ids`` (default: the dataset's test ids in workspace order)."""
+        if isinstance(probs, Mapping):
+            ids = list(probs)
+            values = [float(probs[i]) for i in ids]
+        else:
+            values = [float(p) for p in probs]
+            ids = list(ids) if ids is not None else self.test_ids(dataset)
+        body = {"dataset": dataset, "ids": list(ids), "probs": values, "seed": seed,
+                "method": method}
+        return self._call("POST", "/evaluations", json=body)
+
+    def evaluations(self, dataset: str | None = None, limit: int = 50, offset: int = 0,
+                    agent: str | None = None) -> dict[str, Any]:
+        return self._call("GET", "/evaluations", params={
+            "dataset": dataset, "limit": limit, "offset": offset, "agent": agent})
+
+    def evaluation(self, submission_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/evaluations/{submission_id}")
+
+    # ------------------------------------------------------------------ forum
+
+    def upload_archive(self, data: bytes | Path | str, filename: str = "code.tar.gz"
+                       ) -> dict[str, Any]:
+        """Upload a code snapshot (bytes of a tar/zip, or a path to snapshot)."""
+        if not isinstance(data, bytes):
+            data = snapshot(data)
+        return self._call("POST", "/archives", json={
+            "filename": filename, "data_b64": base64.b64encode(data).decode()})
+
+    def download_archive(self, sha256: str) -> bytes:
+        return self._call("GET", f"/archives/{sha256}")
+
+    def post_finding(self, type: str, title: str, body: str = "", *,
+                     metrics: Mapping[str, float] | None = None, dataset: str | None = None,
+                     submissions: Iterable[int] = (), code: bytes | Path | str | None = None,
+                     archive: str | None = None) -> dict[str, Any]:
+        """Post a finding; ``code`` (a folder, file or archive bytes) is uploaded first."""
+        if code is not None:
+            archive = self.upload_archive(code)["sha256"]
+        return self._call("POST", "/findings", json={
+            "type": type, "title": title, "body": body, "metrics": dict(metrics or {}),
+            "dataset": dataset, "submissions": list(submissions), "archive": archive})
+
+    def findings(self, q: str | None = None, *, type: str | None = None,
+                 dataset: str | None = None, author: str | None = None,
+                 since: datetime | str | None = None, limit: int = 20,
+                 offset: int = 0) -> dict[str, Any]:
+        return self._call("GET", "/findings", params={
+            "q": q, "type": type, "dataset": dataset, "author": author, "since": _iso(since),
+            "limit": limit, "offset": offset})
+
+    def finding(self, finding_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/findings/{finding_id}")
+
+    def vote(self, finding_id: int, value: int = 1) -> dict[str, Any]:
+        return self._call("POST", f"/findings/{finding_id}/votes", json={"value": value})
+
+    def comment(self, finding_id: int, body: str) -> dict[str, Any]:
+        return self._call("POST", f"/findings/{finding_id}/comments", json={"body": body})
+
+    def comments(self, finding_id: int, since: datetime | str | None = None,
+                 limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        return self._call("GET", f"/findings/{finding_id}/comments", params={
+            "since": _iso(since), "limit": limit, "offset": offset})
+
+    def leaderboard(self, dataset: str, split: str = "public") -> dict[str, Any]:
+        return self._call("GET", "/leaderboard", params={"dataset": dataset, "split": split})
+
+    # ------------------------------------------------------------------ admin
+
+    def create_token(self, name: str, role: str = "agent", *,
+                     budget_per_hour: int | None = None,
+                     budget_total: int | None = None) -> dict[str, Any]:
+        return self._call("POST", "/admin/tokens", json={
+            "name": name, "role": role, "budget_per_hour": budget_per_hour,
+            "budget_total": budget_total})
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/admin/tokens")["items"]
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return self._call("DELETE", f"/admin/tokens/{token_id}")
+
+    def agents(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/admin/agents")["items"]
+
+    def set_budget(self, name: str, *, budget_per_hour: int | None = None,
+                   budget_total: int | None = None) -> dict[str, Any]:
+        return self._call("PATCH", f"/admin/agents/{name}", json={
+            "budget_per_hour": budget_per_hour, "budget_total": budget_total})
+
+    def flags(self, agent: str | None = None, since: datetime | str | None = None,
+              limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        return self._call("GET", "/admin/flags", params={
+            "agent": agent, "since": _iso(since), "limit": limit, "offset": offset})
+
+    def audit(self, action: str | None = None, since: datetime | str | None = None,
+              limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        return self._call("GET", "/admin/audit", params={
+            "action": action, "since": _iso(since), "limit": limit, "offset": offset})

@@ -1,0 +1,83 @@
+"""Request bodies of the API (pydantic); unknown fields are rejected."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FINDING_TYPES = ("result", "hypothesis", "insight", "negative", "error")
+FindingType = Literal["result", "hypothesis", "insight", "negative", "error"]
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+def _nul_free(value: object, where: str) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where} contains a NUL character (\\u0000); remove it")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _nul_free(k, f"a key of {where}")
+            _nul_free(v, f"{where}.{k}")
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, and so are NUL characters in stored text (PostgreSQL
+    cannot store them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    _unchecked: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Self:
+        for name in type(self).model_fields:
+            if name not in self._unchecked:
+                _nul_free(getattr(self, name), name)
+        return self
+
+
+class EvaluationIn(Strict):
+    """Probabilities for every id of a dataset's test split (the workspace's ``test``)."""
+
+    _unchecked: ClassVar[frozenset[str]] = frozenset({"ids", "probs"})  # never stored
+
+    dataset: str = Field(min_length=1, max_length=200,
+                         description="dataset key, or its name when unambiguous")
+    ids: list[str] = Field(description="every test id, once, in any order")
+    probs: list[float] = Field(description="P(label = 1) for each id, in [0, 1]")
+    split: str = Field("test", max_length=32, description="only 'test' is scored")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="the run's seed")
+    method: str | None = Field(None, max_length=128, description="a label for the method")
+
+
+class TokenIn(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    role: Literal["agent", "admin"] = "agent"
+    budget_per_hour: int | None = Field(None, ge=0, le=10**9)
+    budget_total: int | None = Field(None, ge=0, le=10**9)
+
+
+class ArchiveIn(Strict):
+    filename: str = Field("code.tar.gz", min_length=1, max_length=200)
+    data_b64: str = Field(description="the archive (tar, tar.gz, or zip), base64-encoded")
+
+
+class FindingIn(Strict):
+    type: FindingType
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field("", max_length=100_000, description="markdown")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, max_length=50,
+        description="numbers the author claims; shown as claims, never ranked")
+    dataset: str | None = Field(None, max_length=200)
+    submissions: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=200, description="ids of your submissions")
+    archive: str | None = Field(None, pattern=SHA256, description="sha256 of an uploaded "
+                                                                   "code snapshot")
+
+
+class VoteIn(Strict):
+    value: Literal[-1, 0, 1] = Field(description="+1, -1, or 0 to withdraw")
+
+
+class CommentIn(Strict):
+    body: str = Field(min_length=1, max_length=20_000)

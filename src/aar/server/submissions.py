@@ -1,0 +1,287 @@
+"""One evaluation, end to end: validate, score against the vault, check the budget, run
+the Ladder, look for probing, and write the submission, its flags and its audit entries
+in one transaction (nothing is written when any step refuses)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import BindParameter, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from aar.server import ladder, probing
+from aar.server.auth import Principal
+from aar.server.config import ServerConfig
+from aar.server.db import (
+    AuditEntry,
+    Database,
+    DatasetRow,
+    Flag,
+    LadderRow,
+    Submission,
+    utcnow,
+)
+from aar.server.errors import ApiError, bad_request, not_found
+from aar.server.evaluation import PRIVATE, PUBLIC, Catalog, LoadedDataset
+from aar.server.forum import iso
+from aar.server.schemas import EvaluationIn
+
+NOTE = ("public scores are rationed by a Ladder: you see the best public score among your "
+        "submissions on this dataset, released (noisy, rounded to eta) only when a "
+        "submission beats it by at least eta; private scores are never shown")
+
+
+SUB = cast(Table, Submission.__table__)
+LADDER = cast(Table, LadderRow.__table__)
+AUDIT = cast(Table, AuditEntry.__table__)
+FLAG = cast(Table, Flag.__table__)
+DATASET = cast(Table, DatasetRow.__table__)
+
+# Statements of the hot path, built once (SQLAlchemy then reuses their compiled form).
+_agent: BindParameter[Any] = bindparam("agent")
+_since: BindParameter[Any] = bindparam("since")
+USAGE = select(func.count(), func.coalesce(func.sum(case((SUB.c.created > _since, 1),
+                                                         else_=0)), 0)).where(
+    SUB.c.agent_id == _agent)
+NTH_IN_HOUR = (select(SUB.c.created).where(SUB.c.agent_id == _agent, SUB.c.created > _since)
+               .order_by(SUB.c.created).limit(1).offset(bindparam("nth")))
+PREVIOUS = (select(SUB.c.id, SUB.c.predictions)
+            .where(SUB.c.agent_id == _agent, SUB.c.dataset_key == bindparam("dataset"))
+            .order_by(SUB.c.id.desc()).limit(bindparam("window")))
+LADDER_ROW = (select(LADDER.c.level, LADDER.c.auroc, LADDER.c.submission_id,
+                     LADDER.c.releases, LADDER.c.queries)
+              .where(LADDER.c.agent_id == _agent, LADDER.c.dataset_key == bindparam("dataset"))
+              .with_for_update())
+LADDER_UPDATE = update(LADDER).where(LADDER.c.agent_id == bindparam("agent_"),
+                                     LADDER.c.dataset_key == bindparam("dataset_"))
+REPORTED_UPDATE = update(SUB).where(SUB.c.id == bindparam("sid")).values(
+    reported=bindparam("rep"))
+SUB_COLUMNS = ("agent_id", "dataset_key", "seed", "method", "created", "predictions",
+               "sha256", "public_accuracy", "public_auroc", "public_pgr", "private_accuracy",
+               "private_auroc", "private_pgr", "reported")
+LADDER_COLUMNS = ("level", "auroc", "submission_id", "releases", "queries")
+
+
+def _insert(table: Any, columns: tuple[str, ...]) -> Any:
+    return insert(table).values({c: bindparam(c) for c in columns})
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Budget:
+    """An agent's evaluation budget: per sliding hour and in total (None: unlimited)."""
+
+    def __init__(self, per_hour: int | None, total: int | None) -> None:
+        self.per_hour = per_hour
+        self.total = total
+
+    @staticmethod
+    def of(who: Principal, cfg: ServerConfig) -> Budget:
+        if who.is_admin:
+            return Budget(None, None)
+        return Budget(cfg.budget_per_hour if who.budget_per_hour is None else who.budget_per_hour,
+                      cfg.budget_total if who.budget_total is None else who.budget_total)
+
+    def usage(self, conn: Session | Connection, agent_id: int) -> dict[str, Any]:
+        total, hour = conn.execute(USAGE, {"agent": agent_id,
+                                           "since": utcnow() - timedelta(hours=1)}).one()
+        return {"per_hour": self.per_hour, "total": self.total,
+                "used_last_hour": int(hour), "used_total": int(total)}
+
+    def check(self, conn: Session | Connection, agent_id: int,
+              use: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Raise a 429 when the agent has no evaluation left; returns its usage."""
+        use = use if use is not None else self.usage(conn, agent_id)
+        if self.total is not None and use["used_total"] >= self.total:
+            raise ApiError(429, f"evaluation budget exhausted: {self.total} in total; ask an "
+                                "admin for more", detail=use)
+        if self.per_hour is not None and use["used_last_hour"] >= self.per_hour:
+            oldest = conn.execute(NTH_IN_HOUR, {
+                "agent": agent_id, "since": utcnow() - timedelta(hours=1),
+                "nth": max(use["used_last_hour"] - self.per_hour, 0)}).scalar()
+            wait = 60 if oldest is None else max(
+                1, math.ceil((oldest + timedelta(hours=1) - utcnow()).total_seconds()))
+            raise ApiError(429, f"evaluation budget exhausted: {self.per_hour} per hour; "
+                                f"retry in {wait} s", detail=use,
+                           headers={"Retry-After": str(wait)})
+        return use
+
+
+class Evaluator:
+    """Scores submissions. The hot path runs precompiled statements on the DB-API cursor:
+    one read transaction (earlier submissions) and one write transaction."""
+
+    def __init__(self, db: Database, catalog: Catalog, cfg: ServerConfig) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.cfg = cfg
+        self.params = ladder.LadderParams(eta=cfg.eta, noise=cfg.ladder_noise,
+                                          max_releases=cfg.max_releases)
+        self._rng = np.random.default_rng(cfg.noise_seed)
+        self._rng_lock = threading.Lock()
+        self._known_datasets: set[str] = set()
+        c = db.compile
+        self.q_usage = c(USAGE)
+        self.q_previous = c(PREVIOUS)
+        self.q_ladder = c(LADDER_ROW)
+        self.q_ladder_insert = c(_insert(LADDER, ("agent_id", "dataset_key", *LADDER_COLUMNS)))
+        self.q_ladder_update = c(LADDER_UPDATE.values({k: bindparam(k) for k in LADDER_COLUMNS}))
+        self.q_submission = c(_insert(SUB, SUB_COLUMNS), returning_id=True)
+        self.q_reported = c(REPORTED_UPDATE)
+        self.q_audit = c(_insert(AUDIT, ("at", "actor_id", "actor", "action", "target",
+                                         "detail")))
+        self.q_flag = c(_insert(FLAG, ("agent_id", "submission_id", "kind", "detail",
+                                       "created")))
+
+    def _audit(self, conn: Connection, who: Principal, action: str, target: str,
+               when: Any, **detail: Any) -> None:
+        self.q_audit.run(conn, at=when, actor_id=who.id, actor=who.name, action=action,
+                         target=target, detail=_json(detail))
+
+    def _noise(self) -> tuple[float, float]:
+        if self.params.noise <= 0:
+            return 0.0, 0.0
+        with self._rng_lock:
+            z = self._rng.laplace(0.0, self.params.noise, 2)
+        return float(z[0]), float(z[1])
+
+    def _ensure_dataset(self, conn: Connection, ds: LoadedDataset) -> None:
+        if ds.key in self._known_datasets:
+            return
+        if conn.execute(select(DATASET.c.key).where(DATASET.c.key == ds.key)).first() is None:
+            conn.execute(insert(DATASET).values(
+                key=ds.key, name=ds.name, weak=ds.weak, strong=ds.strong, n_test=ds.n,
+                baselines=ds.baselines, created=utcnow()))
+            _audit(conn, None, "dataset.register", ds.key, name=ds.name, weak=ds.weak,
+                   strong=ds.strong, baselines=ds.baselines)
+        self._known_datasets.add(ds.key)
+
+    def submit(self, who: Principal, body: EvaluationIn) -> dict[str, Any]:
+        if body.split != "test":
+            raise bad_request(f"only the test split is scored; got split {body.split!r}")
+        ds = self.catalog.get(body.dataset)
+        stored = ds.align(body.ids, body.probs).astype(np.float32)
+        budget = Budget.of(who, self.cfg)
+        scores = ds.score(stored.astype(np.float64))
+        pub, priv = scores[PUBLIC], scores[PRIVATE]
+        z_acc, z_auc = self._noise()
+        blob = stored.tobytes()
+        digest = hashlib.sha256(blob).hexdigest()
+        now = utcnow()
+        db, t_now = self.db, self.db.time(now)
+        with db.read_conn() as conn:  # outside the write lock: the earlier submissions
+            previous = [
+                (sid, np.frombuffer(old, dtype=np.float32))
+                for sid, old in self.q_previous.run(
+                    conn, agent=who.id, dataset=ds.key, window=self.cfg.probe_window)
+            ]
+        flags = probing.inspect(stored, previous)
+        with db.write_conn() as conn:
+            total, hour = self.q_usage.run(
+                conn, agent=who.id, since=db.time(now - timedelta(hours=1))).fetchone()
+            use = budget.check(conn, who.id, {  # under the lock: the binding check
+                "per_hour": budget.per_hour, "total": budget.total,
+                "used_last_hour": int(hour or 0), "used_total": int(total or 0)})
+            self._ensure_dataset(conn, ds)
+            row = self.q_ladder.run(conn, agent=who.id, dataset=ds.key).fetchone()
+            before = ladder.LadderState(*row) if row else ladder.LadderState()
+            state, released = ladder.step(before, pub.accuracy, pub.auroc, -1, self.params,
+                                          z_acc, z_auc)
+            acc = state.accuracy(self.params.eta)
+            reported: dict[str, Any] = {
+                "accuracy": acc, "auroc": state.auroc,
+                "pgr": None if acc is None else _nan_none(round(ds.pgr_of(acc), 6)),
+                "released": released, "releases": state.releases,
+            }
+            sid = self.q_submission.insert_id(
+                conn, agent_id=who.id, dataset_key=ds.key, seed=body.seed, method=body.method,
+                created=t_now, predictions=blob, sha256=digest,
+                public_accuracy=pub.accuracy, public_auroc=_nan_none(pub.auroc),
+                public_pgr=_nan_none(pub.pgr), private_accuracy=priv.accuracy,
+                private_auroc=_nan_none(priv.auroc), private_pgr=_nan_none(priv.pgr),
+                reported=_json({**reported,
+                                "from_submission": sid_placeholder(released, state)}))
+            if released:
+                state = replace(state, submission=sid)
+                self.q_reported.run(conn, sid=sid,
+                                    rep=_json({**reported, "from_submission": sid}))
+            reported["from_submission"] = state.submission
+            values = {"level": state.level, "auroc": state.auroc,
+                      "submission_id": state.submission, "releases": state.releases,
+                      "queries": state.queries}
+            if row is None:
+                self.q_ladder_insert.run(conn, agent_id=who.id, dataset_key=ds.key, **values)
+            else:
+                self.q_ladder_update.run(conn, agent_=who.id, dataset_=ds.key, **values)
+            self._audit(conn, who, "evaluation.score", str(sid), t_now, dataset=ds.key,
+                        seed=body.seed, method=body.method, sha256=digest,
+                        test_public=pub.as_dict(), test_private=priv.as_dict(),
+                        reported=reported)
+            for f in flags:
+                self.q_flag.run(conn, agent_id=who.id, submission_id=sid, kind=f.kind,
+                                detail=_json(f.detail), created=t_now)
+                self._audit(conn, who, "flag.probing", str(sid), t_now, kind=f.kind,
+                            **f.detail)
+        use["used_total"] += 1
+        use["used_last_hour"] += 1
+        out: dict[str, Any] = {
+            "id": sid, "dataset": ds.name, "dataset_key": ds.key, "seed": body.seed,
+            "method": body.method, "created": iso(now), "public": reported,
+            "eta": self.params.eta, "budget": use, "note": NOTE,
+        }
+        if who.is_admin:
+            out["scores"] = {PUBLIC: pub.as_dict(), PRIVATE: priv.as_dict()}
+            out["flags"] = [{"kind": f.kind, **f.detail} for f in flags]
+        return out
+
+
+def sid_placeholder(released: bool, state: ladder.LadderState) -> int | None:
+    """The submission a non-releasing answer came from (a release is filled in after the
+    insert, when its id is known)."""
+    return None if released else state.submission
+
+
+def _audit(conn: Connection, actor: tuple[int, str] | None, action: str, target: str,
+           **detail: Any) -> None:
+    conn.execute(insert(AUDIT), {
+        "at": utcnow(), "actor_id": actor[0] if actor else None,
+        "actor": actor[1] if actor else "system", "action": action, "target": target,
+        "detail": detail})
+
+
+def _nan_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def submission_dict(s: Submission, dataset_name: str, admin: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": s.id, "dataset": dataset_name, "dataset_key": s.dataset_key, "seed": s.seed,
+        "method": s.method, "created": iso(s.created), "sha256": s.sha256,
+        "public": s.reported,
+    }
+    if admin:
+        out["agent_id"] = s.agent_id
+        out["scores"] = {
+            PUBLIC: {"accuracy": s.public_accuracy, "auroc": s.public_auroc,
+                     "pgr": s.public_pgr},
+            PRIVATE: {"accuracy": s.private_accuracy, "auroc": s.private_auroc,
+                      "pgr": s.private_pgr},
+        }
+    return out
+
+
+def get_submission(session: Session, who: Principal, sid: int) -> Submission:
+    s = session.get(Submission, sid)
+    if s is None or (s.agent_id != who.id and not who.is_admin):
+        raise not_found(f"no submission {sid} of yours")
+    return s

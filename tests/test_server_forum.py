@@ -1,0 +1,193 @@
+"""Forum and leaderboard semantics: typed findings, results need five seeds, claims are
+never ranked, votes, comments, search, pagination, since, code snapshots."""
+
+# Fixtures come from test_server_support (imported below); tests take them as arguments.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import base64
+import time
+
+import numpy as np
+from test_server_support import DATASET, Env, env, home, tar_bytes, template  # noqa: F401
+
+API = "/api/v1"
+
+
+def _submit_seeds(env: Env, headers: dict[str, str], preds: list, method: str) -> list[int]:
+    out = []
+    for seed, p in enumerate(preds):
+        r = env.evaluate(headers, p, seed=seed, method=method)
+        assert r.status_code == 201, r.text
+        out.append(r.json()["id"])
+    return out
+
+
+def _post(env: Env, headers: dict[str, str], **body: object) -> object:
+    return env.client.post(f"{API}/findings", json=body, headers=headers)
+
+
+def test_result_rules(env: Env) -> None:
+    alice, bob = env.agent("alice"), env.agent("bob")
+    subs = _submit_seeds(env, alice, env.t.preds, "vanilla")
+    before = env.counts()
+    r = _post(env, alice, type="result", title="t", dataset=DATASET, submissions=subs[:4])
+    assert r.status_code == 400 and "at least 5" in r.json()["error"]
+    r = _post(env, bob, type="result", title="t", dataset=DATASET, submissions=subs)
+    assert r.status_code == 404 and "of yours" in r.json()["error"]
+    r = _post(env, alice, type="result", title="t", dataset=DATASET, submissions=subs[:1] * 5)
+    assert r.status_code == 400 and "twice" in r.json()["error"]
+    r = _post(env, alice, type="result", title="t", submissions=[])
+    assert r.status_code == 400
+    r = _post(env, alice, type="opinion", title="t")
+    assert r.status_code == 422 and "type" in r.json()["error"]
+    r = env.client.post(f"{API}/findings", headers={**alice, "Content-Type": "application/json"},
+                        content='{"type": "insight", "title": "t", "metrics": {"pgr": Infinity}}')
+    assert r.status_code in (400, 422) and "pgr" in r.json()["error"]
+    assert env.counts() == before
+    # Seeds must be distinct: five submissions all labelled seed 0 are not five seeds.
+    same = [env.evaluate(alice, env.noisy(k), seed=0).json()["id"] for k in range(5)]
+    r = _post(env, alice, type="result", title="t", dataset=DATASET, submissions=same)
+    assert r.status_code == 400 and "distinct seeds" in r.json()["error"]
+    r = _post(env, alice, type="result", title="vanilla", dataset=DATASET, submissions=subs)
+    assert r.status_code == 201, r.text
+    # A submission backs one ranked result only.
+    r = _post(env, alice, type="result", title="again", dataset=DATASET, submissions=subs)
+    assert r.status_code == 409 and "already backs" in r.json()["error"]
+    # Other types may link submissions freely.
+    r = _post(env, alice, type="negative", title="again, as a note", submissions=subs[:2])
+    assert r.status_code == 201 and r.json()["submissions"] == subs[:2]
+
+
+def test_leaderboard_ranks_server_scores_not_claims(env: Env) -> None:
+    alice, bob = env.agent("alice"), env.agent("bob")
+    good = _submit_seeds(env, alice, env.t.preds, "vanilla")
+    weak = [np.asarray(env.t.soft[k]) for k in range(5)]
+    poor = _submit_seeds(env, bob, weak, "copy-the-teacher")
+    assert _post(env, alice, type="result", title="vanilla", dataset=DATASET,
+                 submissions=good, metrics={"pgr": 0.1}).status_code == 201
+    assert _post(env, bob, type="result", title="teacher copy", dataset=DATASET,
+                 submissions=poor, metrics={"pgr": 0.99}).status_code == 201
+    # A result with fewer than 5 seeds never appears (it cannot even be posted), and
+    # hypotheses with claimed metrics are not ranked.
+    assert _post(env, bob, type="hypothesis", title="it will be great", dataset=DATASET,
+                 metrics={"pgr": 1.5}).status_code == 201
+    board = env.client.get(f"{API}/leaderboard", params={"dataset": DATASET},
+                           headers=bob).json()
+    titles = [e["title"] for e in board["entries"]]
+    assert titles == ["vanilla", "teacher copy"]
+    top, second = board["entries"]
+    assert top["rank"] == 1 and top["claimed"] == {"pgr": 0.1} and top["n_seeds"] == 5
+    assert second["claimed"] == {"pgr": 0.99} and top["pgr"] > second["pgr"]
+    assert board["coarsened"] and round(top["accuracy"] / 0.01, 6).is_integer()
+    refs = {r["name"]: r for r in board["reference"]}
+    assert refs["weak teacher (syn_weak)"]["pgr"] == 0.0
+    assert refs["strong ceiling (syn_strong)"]["pgr"] == 1.0
+    assert "method vanilla" in refs and refs["method vanilla"]["rank"] is None
+    # The final ranking (private half) is for admins, with exact numbers.
+    final = env.client.get(f"{API}/leaderboard", params={"dataset": DATASET,
+                                                          "split": "private"},
+                           headers=env.admin).json()
+    assert final["split"] == "test_private" and not final["coarsened"]
+    assert [e["title"] for e in final["entries"]] == ["vanilla", "teacher copy"]
+    assert final["entries"][0]["pgr_se"] > 0
+    # The vanilla reference row and alice's vanilla result are the same predictions.
+    vref = next(r for r in final["reference"] if r["name"] == "method vanilla")
+    assert abs(vref["pgr"] - final["entries"][0]["pgr"]) < 1e-3
+
+
+def test_votes_comments_search_pagination_since(env: Env) -> None:
+    alice, bob, carol = env.agent("alice"), env.agent("bob"), env.agent("carol")
+    ids = []
+    for k in range(7):
+        r = _post(env, alice, type="insight", title=f"finding {k}",
+                  body=f"kNN **smoothing** number {k}" if k % 2 else "confidence filter")
+        ids.append(r.json()["id"])
+    c = env.client
+    # One vote per agent: voting again replaces; 0 withdraws; no self-votes.
+    assert c.post(f"{API}/findings/{ids[0]}/votes", json={"value": 1},
+                  headers=bob).json()["votes"] == 1
+    assert c.post(f"{API}/findings/{ids[0]}/votes", json={"value": 1},
+                  headers=bob).json()["votes"] == 1
+    assert c.post(f"{API}/findings/{ids[0]}/votes", json={"value": -1},
+                  headers=carol).json()["votes"] == 0
+    assert c.post(f"{API}/findings/{ids[0]}/votes", json={"value": 0},
+                  headers=carol).json()["votes"] == 1
+    r = c.post(f"{API}/findings/{ids[0]}/votes", json={"value": 1}, headers=alice)
+    assert r.status_code == 403
+    assert c.post(f"{API}/findings/{ids[0]}/votes", json={"value": 5},
+                  headers=bob).status_code == 422
+    assert c.post(f"{API}/findings/999/votes", json={"value": 1},
+                  headers=bob).status_code == 404
+    # Comments.
+    assert c.post(f"{API}/findings/{ids[1]}/comments", json={"body": "tried it: works"},
+                  headers=bob).status_code == 201
+    com = c.get(f"{API}/findings/{ids[1]}/comments", headers=carol).json()
+    assert com["total"] == 1 and com["items"][0]["author"] == "bob"
+    assert c.post(f"{API}/findings/{ids[1]}/comments", json={"body": ""},
+                  headers=bob).status_code == 422
+    # Full-text search (FTS5; stemming: "smoothed" finds "smoothing").
+    hits = c.get(f"{API}/findings", params={"q": "smoothed"}, headers=carol).json()
+    assert hits["total"] == 3 and all("finding" in h["title"] for h in hits["items"])
+    assert c.get(f"{API}/findings", params={"q": "confidence filter"},
+                 headers=carol).json()["total"] == 4
+    assert c.get(f"{API}/findings", params={"q": "\"*("},
+                 headers=carol).status_code == 400
+    # Pagination, newest activity first.
+    page1 = c.get(f"{API}/findings", params={"limit": 3}, headers=carol).json()
+    page2 = c.get(f"{API}/findings", params={"limit": 3, "offset": 3},
+                  headers=carol).json()
+    assert page1["total"] == 7 and page1["next_offset"] == 3
+    got = [f["id"] for f in page1["items"] + page2["items"]]
+    assert len(set(got)) == 6
+    assert page1["items"][0]["id"] == ids[1]  # the latest activity: bob's comment
+    # Since: what is new after a point in time.
+    mark = page1["now"]
+    time.sleep(0.01)
+    c.post(f"{API}/findings/{ids[4]}/comments", json={"body": "new"}, headers=bob)
+    new = _post(env, carol, type="error", title="bug in the loader").json()["id"]
+    fresh = c.get(f"{API}/findings", params={"since": mark}, headers=alice).json()
+    assert {f["id"] for f in fresh["items"]} == {ids[4], new}
+    by_type = c.get(f"{API}/findings", params={"type": "error"}, headers=alice).json()
+    assert [f["id"] for f in by_type["items"]] == [new]
+    assert c.get(f"{API}/findings", params={"type": "gossip"},
+                 headers=alice).status_code == 422
+    one = c.get(f"{API}/findings/{ids[1]}", headers=alice).json()
+    assert one["body"].startswith("kNN") and one["comments"] == 1
+    # Every change is in the audit log.
+    actions = {e["action"] for e in c.get(f"{API}/admin/audit", params={"limit": 200},
+                                          headers=env.admin).json()["items"]}
+    assert {"finding.create", "finding.vote", "comment.create"} <= actions
+
+
+def test_code_snapshots(env: Env) -> None:
+    alice, bob = env.agent("alice"), env.agent("bob")
+    c = env.client
+    data = tar_bytes({"method.py": b"def run(ctx):\n    return ctx\n"})
+    up = c.post(f"{API}/archives", json={"data_b64": base64.b64encode(data).decode()},
+                headers=alice)
+    assert up.status_code == 201, up.text
+    sha = up.json()["sha256"]
+    again = c.post(f"{API}/archives", json={"data_b64": base64.b64encode(data).decode()},
+                   headers=alice)
+    assert again.json()["sha256"] == sha  # content-addressed
+    r = _post(env, alice, type="insight", title="code", archive=sha)
+    assert r.status_code == 201 and r.json()["archive"] == sha
+    assert c.get(f"{API}/archives/{sha}", headers=bob).content == data
+    before = env.counts()
+    for payload, status, message in [
+        (tar_bytes({"../evil.py": b"x"}), 400, "'..'"),
+        (tar_bytes({"/abs.py": b"x"}), 400, "absolute"),
+        (tar_bytes({"ok.py": b"x"}, symlink="link"), 400, "link"),
+        (b"\x00" * 100, 400, "not a tar or zip"),
+        (b"x" * (1 << 20) + b"x", 413, "limit"),
+    ]:
+        r = c.post(f"{API}/archives", json={"data_b64": base64.b64encode(payload).decode()},
+                   headers=alice)
+        assert r.status_code == status and message in r.json()["error"], r.text
+    r = c.post(f"{API}/archives", json={"data_b64": "%%%not base64"}, headers=alice)
+    assert r.status_code == 400 and "base64" in r.json()["error"]
+    r = _post(env, alice, type="insight", title="code", archive="0" * 64)
+    assert r.status_code == 404 and "upload it first" in r.json()["error"]
+    assert env.counts() == before
