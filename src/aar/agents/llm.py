@@ -1,0 +1,513 @@
+"""The LLM researcher loop: model -> tool calls -> results, persisted as it happens.
+
+``LLMResearcher.run`` drives one researcher until the model ends its turn without calling a
+tool (``done``), a budget limit is reached (``budget:<seconds|usd|tokens|evals>``) or the
+model API fails for good (``error``).
+
+Persistence. Every event is one JSON line in the transcript, flushed and fsync'd before the
+loop moves on: the session header, each user message, each assistant turn (text, tool
+calls, token usage, dollars), a ``tool_start`` line before a tool runs and a
+``tool_result`` line after, and an ``end`` line with the final note. An event is
+*acknowledged* once its line is on disk; a killed run loses nothing acknowledged (a model
+call in flight when the process dies is lost, and billed by the provider).
+
+Resume (``resume=True``, the CLI's ``--resume``) rebuilds the conversation and the usage
+(tokens, dollars, evaluations, wall time) from the transcript and goes on:
+
+* a torn last line (the process died mid-write) is dropped;
+* an assistant turn whose tool calls lack results is completed first. A call with a
+  ``tool_start`` line but no result was running when the process died: it may or may not
+  have taken effect (a submission may have reached the server), so it is **not re-run**;
+  it gets an error result saying it was interrupted, and the model decides what to do.
+  A call that never started is run now (budget permitting): the model asked for it and
+  nothing of it happened yet;
+* a conversation at rest (the last assistant turn called no tool, e.g. after a budget stop
+  with a bigger budget now) continues with ``resume_message``; otherwise the model is
+  called straight away. ``first_message`` is only used for an empty transcript.
+
+Budgets are checked before every model call and every tool call; the model never holds
+the :class:`Budget`. A tool flagged ``counts_as_eval`` charges one evaluation when it
+succeeds. When a limit is reached the remaining tool calls of the turn are answered "not
+run", and the harness writes the final note itself: why it stopped, the usage and
+$/hour, the last assistant message and the last tool calls. If the dollars and tokens left
+cover it (estimated from the last call's prompt size), one more model call is made with
+tools disabled (``tool_choice: none``), asking the model for a short final note, which is
+appended. The output of each call is capped by the tokens left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from aar.errors import AarError
+
+from .backends.base import (
+    AssistantTurn,
+    Backend,
+    BackendError,
+    CallUsage,
+    Message,
+    ToolCall,
+    ToolResult,
+    ToolResultsTurn,
+    UserTurn,
+    estimate_tokens,
+)
+from .budget import Budget, Usage
+from .pricing import PriceTable, load_prices
+from .tools import Tool, execute, tool_index
+
+TRANSCRIPT_VERSION = 1
+DEFAULT_RESUME_MESSAGE = (
+    "The run was resumed after a stop. Budget used so far: {budget}. Continue your research "
+    "from where you left off.")
+FINAL_NOTE_REQUEST = (
+    "Your {which} budget is exhausted and the run stops now; no more tools can be called. "
+    "Write a short final note (at most {words} words): what you tried, what you found "
+    "(with the numbers), what you would do next.")
+CONTINUE_AFTER_CUTOFF = (
+    "Your last reply was cut off at the output token limit. Continue, and keep replies "
+    "shorter.")
+_MAX_CUTOFF_NUDGES = 3
+_STOP_TEXT = {
+    "seconds": "the wall-time budget is used up",
+    "usd": "the dollar budget is used up",
+    "tokens": "the token budget is used up",
+    "evals": "the evaluation budget is used up",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reason: str  # "done" | "budget:<seconds|usd|tokens|evals>" | "error"
+    final_note: str
+    usage: Usage
+    error: str | None = None
+
+    @property
+    def usd_per_hour(self) -> float | None:
+        return self.usage.usd_per_hour
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "final_note": self.final_note,
+                "usage": self.usage.to_dict(), "error": self.error}
+
+
+class Transcript:
+    """An append-only JSONL file; each :meth:`append` is flushed and fsync'd."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> list[dict[str, Any]]:
+        """All complete events; a torn last line is cut off the file."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):  # the process died while writing the last line
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+                f.flush()
+                os.fsync(f.fileno())
+            data = data[:cut]
+        events: list[dict[str, Any]] = []
+        for n, line in enumerate(data.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AarError(
+                    f"transcript {self.path} is corrupt at line {n} ({exc.msg}); "
+                    "repair or move it before resuming") from None
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+    def append(self, event: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(event, ensure_ascii=False, default=str) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@dataclass
+class _Replay:
+    messages: list[Message]
+    usage: Usage
+    pending: AssistantTurn | None  # last assistant turn whose tool calls lack results
+    done_results: dict[str, ToolResult]
+    started: set[str]
+    sessions: int
+
+
+def _assistant_from_event(ev: dict[str, Any]) -> AssistantTurn:
+    return AssistantTurn(
+        text=str(ev.get("text", "")),
+        tool_calls=tuple(ToolCall.from_dict(c) for c in ev.get("tool_calls", [])),
+        usage=CallUsage.from_dict(ev.get("usage", {})),
+        stop_reason=str(ev.get("stop_reason", "")),
+        model=str(ev.get("model", "")),
+        provider=str(ev.get("provider", "")),
+        provider_blocks=tuple(ev.get("provider_blocks", [])),
+    )
+
+
+def replay(events: Sequence[dict[str, Any]]) -> _Replay:
+    """Rebuild the conversation and the usage from transcript events."""
+    messages: list[Message] = []
+    usage = Usage()
+    pending: AssistantTurn | None = None
+    results: dict[str, ToolResult] = {}
+    started: set[str] = set()
+    sessions = 0
+
+    def flush(final: bool) -> None:
+        nonlocal pending, results, started
+        if pending is None:
+            return
+        calls = pending.tool_calls
+        if final and any(c.id not in results for c in calls):
+            return  # left for the resume to complete
+        ordered = tuple(
+            results.get(c.id) or ToolResult(c.id, c.name, "interrupted: no result was recorded",
+                                            True)
+            for c in calls)
+        messages.append(ToolResultsTurn(ordered))
+        pending, results, started = None, {}, set()
+
+    for ev in events:
+        kind = ev.get("type")
+        usage.seconds = max(usage.seconds, float(ev.get("seconds", 0.0)))
+        if kind == "session":
+            sessions += 1
+        elif kind == "user":
+            flush(False)
+            messages.append(UserTurn(str(ev.get("text", ""))))
+        elif kind == "assistant":
+            flush(False)
+            turn = _assistant_from_event(ev)
+            messages.append(turn)
+            u = turn.usage
+            usage.input_tokens += u.input_tokens
+            usage.output_tokens += u.output_tokens
+            usage.cache_write_tokens += u.cache_write_tokens
+            usage.cache_read_tokens += u.cache_read_tokens
+            usage.usd += float(ev.get("usd", 0.0))
+            usage.llm_calls += 1
+            if turn.tool_calls:
+                pending = turn
+        elif kind == "tool_start":
+            started.add(str(ev.get("call_id")))
+        elif kind == "tool_result":
+            call_id = str(ev.get("call_id"))
+            results[call_id] = ToolResult(call_id, str(ev.get("name", "")),
+                                          str(ev.get("content", "")),
+                                          bool(ev.get("is_error", False)))
+            if ev.get("status") not in ("skipped", "interrupted"):
+                usage.tool_calls += 1
+            if ev.get("charged_eval"):
+                usage.evals += 1
+            if pending is not None and all(c.id in results for c in pending.tool_calls):
+                flush(False)
+    flush(True)
+    return _Replay(messages, usage, pending, results, started, sessions)
+
+
+def _short(text: str, limit: int = 600) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
+class LLMResearcher:
+    """One LLM researcher: a backend, tools, a budget and a transcript file.
+
+    ``model`` (if given) replaces the backend's model; it also names the price-table entry.
+    ``prices`` defaults to the shipped table merged with ``$AAR_HOME/prices.toml``.
+    ``on_event`` sees every transcript event after it is written (for progress display).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        model: str | None,
+        tools: Sequence[Tool],
+        budget: Budget,
+        transcript_path: str | Path,
+        system_prompt: str,
+        prices: PriceTable | None = None,
+        *,
+        resume: bool = True,
+        final_call: bool = True,
+        final_note_words: int = 250,
+        final_note_tokens: int = 2048,
+        max_tool_output_chars: int | None = 50_000,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        if model is not None:
+            backend.model = model
+        self.backend = backend
+        self.tools = list(tools)
+        self._index = tool_index(self.tools)
+        self.budget = budget
+        self.transcript = Transcript(transcript_path)
+        self.system_prompt = system_prompt
+        self.prices = prices if prices is not None else load_prices()
+        self.resume = resume
+        self.final_call = final_call
+        self.final_note_words = final_note_words
+        self.final_note_tokens = final_note_tokens
+        self.max_tool_output_chars = max_tool_output_chars
+        self.on_event = on_event
+        self._last_prompt_tokens: int | None = None
+        self._last_tools: list[tuple[ToolCall, ToolResult]] = []
+        self.price_known = self.prices.lookup(self.model)[1]
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
+
+    # -- persistence ---------------------------------------------------------------------
+    def _write(self, event: dict[str, Any]) -> None:
+        event = {**event, "t": round(time.time(), 3),
+                 "seconds": round(self.budget.usage().seconds, 3)}
+        self.transcript.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self, first_message: str, *,
+            resume_message: str = DEFAULT_RESUME_MESSAGE) -> Outcome:
+        events = self.transcript.load()
+        if events and not self.resume:
+            raise AarError(
+                f"transcript {self.transcript.path} already holds {len(events)} events; "
+                "pass --resume to continue that run, or choose a new run directory")
+        state = replay(events)
+        self.budget.start(state.usage)
+        self._write({
+            "type": "session", "v": TRANSCRIPT_VERSION, "n": state.sessions + 1,
+            "provider": self.backend.provider, "model": self.model,
+            "price_known": self.price_known,
+            "tools": [t.name for t in self.tools],
+            "system_sha256": hashlib.sha256(self.system_prompt.encode()).hexdigest()[:16],
+            "limits": self.budget.limits(), "resumed": bool(events),
+        })
+        messages = state.messages
+        for msg in reversed(messages):
+            if isinstance(msg, AssistantTurn):
+                self._last_prompt_tokens = (msg.usage.input_tokens + msg.usage.cache_read_tokens
+                                            + msg.usage.cache_write_tokens)
+                break
+        if not messages:
+            self._user(messages, first_message, "first")
+        elif state.pending is not None:
+            self._complete_pending(state, messages)
+        elif isinstance(messages[-1], AssistantTurn):
+            self._user(messages, resume_message.format(budget=self.budget.describe()), "resume")
+        return self._loop(messages)
+
+    def _user(self, messages: list[Message], text: str, kind: str) -> None:
+        self._write({"type": "user", "kind": kind, "text": text})
+        messages.append(UserTurn(text))
+
+    def _complete_pending(self, state: _Replay, messages: list[Message]) -> None:
+        assert state.pending is not None
+        turn = state.pending
+        results: list[ToolResult] = []
+        for call in turn.tool_calls:
+            done = state.done_results.get(call.id)
+            if done is not None:
+                results.append(done)
+            elif call.id in state.started:
+                result = ToolResult(
+                    call.id, call.name,
+                    "interrupted: the run stopped while this call was running, so it may or "
+                    "may not have taken effect. Check the current state before repeating it.",
+                    True)
+                self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
+                             "content": result.content, "is_error": True,
+                             "status": "interrupted", "charged_eval": False})
+                results.append(result)
+            else:
+                results.append(self._call_tool(call))
+        messages.append(ToolResultsTurn(tuple(results)))
+
+    def _loop(self, messages: list[Message]) -> Outcome:
+        cutoffs = 0
+        while True:
+            which = self.budget.exhausted()
+            if which is not None:
+                return self._stop(which, messages)
+            try:
+                turn = self._call_model(messages, self._output_cap(None), "auto")
+            except BackendError as exc:
+                self._write({"type": "error", "message": str(exc), "status": exc.status})
+                return self._finish("error", messages, error=str(exc))
+            messages.append(turn)
+            if turn.tool_calls:
+                results = tuple(self._call_tool(call) for call in turn.tool_calls)
+                messages.append(ToolResultsTurn(results))
+                cutoffs = 0
+                continue
+            if turn.stop_reason in ("max_tokens", "length") and cutoffs < _MAX_CUTOFF_NUDGES:
+                cutoffs += 1
+                self._user(messages, CONTINUE_AFTER_CUTOFF, "continue")
+                continue
+            if turn.stop_reason == "refusal":
+                return self._finish("error", messages, error="the model refused to continue")
+            return self._finish("done", messages)
+
+    def _output_cap(self, wanted: int | None) -> int | None:
+        left = self.budget.remaining()["tokens"]
+        if left is None:
+            return wanted
+        cap = max(1, int(left))
+        return cap if wanted is None else min(wanted, cap)
+
+    def _call_model(self, messages: list[Message], max_tokens: int | None,
+                    tool_choice: str, *, final: bool = False) -> AssistantTurn:
+        turn = self.backend.complete(self.system_prompt, messages, self.tools,
+                                     max_tokens=max_tokens,
+                                     tool_choice="none" if tool_choice == "none" else "auto")
+        u = turn.usage
+        usd = self.prices.cost(self.model, u)
+        self.budget.charge_llm(u.input_tokens, u.output_tokens, u.cache_write_tokens,
+                               u.cache_read_tokens, usd)
+        self._last_prompt_tokens = u.input_tokens + u.cache_read_tokens + u.cache_write_tokens
+        if final and turn.tool_calls:  # tools were disabled; never leave calls unanswered
+            turn = replace(turn, tool_calls=(), provider_blocks=tuple(
+                b for b in turn.provider_blocks if b.get("type") == "text"))
+        self._write({
+            "type": "assistant", "text": turn.text,
+            "tool_calls": [c.to_dict() for c in turn.tool_calls],
+            "stop_reason": turn.stop_reason, "model": turn.model, "provider": turn.provider,
+            "provider_blocks": list(turn.provider_blocks), "usage": u.to_dict(),
+            "usd": usd, "final": final,
+        })
+        return turn
+
+    def _call_tool(self, call: ToolCall) -> ToolResult:
+        which = self.budget.exhausted()
+        if which is not None:
+            result = ToolResult(call.id, call.name,
+                                f"not run: the {which} budget is exhausted", True)
+            self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
+                         "content": result.content, "is_error": True, "status": "skipped",
+                         "charged_eval": False})
+            self._last_tools.append((call, result))
+            return result
+        self._write({"type": "tool_start", "call_id": call.id, "name": call.name})
+        t0 = time.monotonic()
+        outcome = execute(self._index.get(call.name), call.name, call.arguments,
+                          parse_error=call.parse_error, max_chars=self.max_tool_output_chars)
+        self.budget.charge_tool_call()
+        if outcome.charged_eval:
+            self.budget.charge_eval()
+        event: dict[str, Any] = {
+            "type": "tool_result", "call_id": call.id, "name": call.name,
+            "content": outcome.content, "is_error": outcome.is_error,
+            "status": "error" if outcome.is_error else "ok",
+            "charged_eval": outcome.charged_eval,
+            "duration_s": round(time.monotonic() - t0, 3),
+        }
+        if outcome.traceback:
+            event["traceback"] = outcome.traceback
+        self._write(event)
+        result = ToolResult(call.id, call.name, outcome.content, outcome.is_error)
+        self._last_tools.append((call, result))
+        self._last_tools = self._last_tools[-5:]
+        return result
+
+    # -- stopping ------------------------------------------------------------------------
+    def _final_affordable(self, messages: Sequence[Message]) -> bool:
+        prompt = self._last_prompt_tokens
+        if prompt is None:
+            prompt = estimate_tokens(self.system_prompt, *(
+                m.text for m in messages if isinstance(m, UserTurn | AssistantTurn)))
+        prompt += estimate_tokens(FINAL_NOTE_REQUEST)
+        need_tokens = prompt + self.final_note_tokens
+        left = self.budget.remaining()
+        if left["tokens"] is not None and left["tokens"] < need_tokens:
+            return False
+        if left["usd"] is not None:
+            rates = self.prices.lookup(self.model)[0]
+            worst = CallUsage(input_tokens=prompt, output_tokens=self.final_note_tokens)
+            if left["usd"] < rates.cost(worst):
+                return False
+        return True
+
+    def _stop(self, which: str, messages: list[Message]) -> Outcome:
+        model_note: str | None = None
+        error: str | None = None
+        if self.final_call and self._final_affordable(messages):
+            request = FINAL_NOTE_REQUEST.format(which=which, words=self.final_note_words)
+            self._user(messages, request, "final_request")
+            try:
+                turn = self._call_model(messages, self._output_cap(self.final_note_tokens),
+                                        "none", final=True)
+            except BackendError as exc:
+                error = str(exc)
+                self._write({"type": "error", "message": error, "status": exc.status})
+            else:
+                messages.append(turn)
+                model_note = turn.text.strip() or None
+        return self._finish(f"budget:{which}", messages, model_note=model_note, error=error)
+
+    def _summary(self, reason: str, messages: Sequence[Message], error: str | None) -> str:
+        u = self.budget.usage()
+        if reason == "done":
+            head = "The researcher finished (it ended its turn without calling a tool)."
+        elif reason == "error":
+            head = f"The run stopped on an error: {error}."
+        else:
+            which = reason.split(":", 1)[1]
+            head = f"The run stopped because {_STOP_TEXT.get(which, which + ' ran out')}."
+        rate = u.usd_per_hour
+        lines = [
+            head,
+            f"Usage: {u.llm_calls} model calls, {u.tool_calls} tool calls, {u.evals} "
+            f"evaluations; {u.total_tokens} tokens (input {u.input_tokens}, output "
+            f"{u.output_tokens}, cache write {u.cache_write_tokens}, cache read "
+            f"{u.cache_read_tokens}); ${u.usd:.4f} over {u.seconds / 60:.1f} min"
+            + (f" (${rate:.2f} per researcher-hour)." if rate is not None else "."),
+            f"Budget: {self.budget.describe()}.",
+        ]
+        if not self.price_known:
+            lines.append(f"Model {self.model!r} is not in the price table; its calls were "
+                         "priced with [default]. Add it to $AAR_HOME/prices.toml.")
+        last = next((m for m in reversed(messages) if isinstance(m, AssistantTurn)
+                     and m.text.strip()), None)
+        if last is not None and reason != "done":
+            lines.append(f"Last assistant message: {_short(last.text)}")
+        if self._last_tools and reason != "done":
+            shown = "; ".join(
+                f"{c.name}({_short(json.dumps(c.arguments), 120)}) -> "
+                f"{'error' if r.is_error else 'ok'}: {_short(r.content, 160)}"
+                for c, r in self._last_tools[-3:])
+            lines.append(f"Last tool calls: {shown}")
+        return "\n".join(lines)
+
+    def _finish(self, reason: str, messages: Sequence[Message], *,
+                model_note: str | None = None, error: str | None = None) -> Outcome:
+        note = self._summary(reason, messages, error)
+        if reason == "done":
+            last = messages[-1] if messages else None
+            if isinstance(last, AssistantTurn) and last.text.strip():
+                note = last.text.strip() + "\n\n" + note
+        if model_note:
+            note += "\n\nResearcher's final note:\n" + model_note
+        usage = self.budget.usage()
+        self._write({"type": "end", "reason": reason, "final_note": note,
+                     "usage": usage.to_dict(), "error": error})
+        return Outcome(reason, note, usage, error)
