@@ -18,4 +18,5 @@ def aar_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AAR_HOME", str(home))
     monkeypatch.setenv("AAR_PACKAGES_DIR", str(SHARED / "packages"))
     monkeypatch.setenv("AAR_FEATURES_DIR", str(SHARED / "features"))
+    monkeypatch.setenv("AAR_CACHE_DIR", str(SHARED / "cache"))
     return home

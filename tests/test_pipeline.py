@@ -78,11 +78,18 @@ def test_workspace_and_context_hold_no_labels_or_partition() -> None:
     vault = Vault(prep.key)
     labels = vault.labels
     public = vault.splits["test_public"]
-    # 1. No file of the workspace (or anything under it) names a label or the partition.
+    # 1. Workspace files: records are exactly {id, text}; other JSON names no label/partition.
     ws_root = prep.workspace.root
     for path in ws_root.rglob("*"):
-        if path.is_file() and path.suffix in (".json", ".jsonl"):
+        if path.suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                assert set(json.loads(line)) == {"id", "text"}, path
+        elif path.suffix == ".json":
             assert not _leaks(path.read_text()), path
+        elif path.suffix == ".npz":
+            with np.load(path) as z:
+                assert set(z.files) == {"unlabeled", "test"}
+                assert all(z[k].dtype.kind == "f" for k in z.files)
     # 2. The workspace and the vault are separate trees; the features cache too.
     settings = get_settings()
     assert not str(ws_root).startswith(str(settings.vault_dir))

@@ -240,6 +240,7 @@ def methods_new(
 
 
 def main() -> None:
+    """Entry point: user errors print one line (exit 2), never a traceback."""
     try:
         app()
     except AarError as exc:

@@ -1,0 +1,3 @@
+from aar.cli import main
+
+main()
