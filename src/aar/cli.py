@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -237,6 +238,12 @@ def methods_new(
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(template.replace("{name}", name).replace("{path}", str(path)))
     console.print(f"wrote {path}; try: aar run {path} --dataset synthetic --seeds 3")
+
+
+# Command groups that live beside the code they drive; each module has ``register(app)``.
+COMMAND_MODULES = ("aar.server.commands",)
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
 
 
 def main() -> None:

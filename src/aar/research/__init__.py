@@ -1,0 +1,1 @@
+"""Research runs: N researchers working in parallel against the evaluation server."""

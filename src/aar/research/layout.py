@@ -1,0 +1,123 @@
+"""Where a research run keeps its state. Shared by the researchers, the monitor, the
+verifier, the report and the dashboard; nothing here is secret except ``secrets.json``.
+
+    $AAR_HOME/runs/<run_id>/
+        run.json            RunInfo: dataset, encoders, backend, agents, server url, times
+        secrets.json        agent tokens (mode 600); never mounted in a sandbox
+        agents/<name>/
+            workspace/      the researcher's own files (ideas/*.py method modules, notes.md)
+            events.jsonl    append-only events, one JSON object per line (see ``Event``)
+            status.json     the researcher's latest state (see ``AgentStatus``)
+            transcript.jsonl  the LLM conversation (LLM backends only)
+
+Event kinds (every event has ``t`` (ISO 8601 UTC), ``agent`` and ``kind``):
+``start`` {direction}; ``tool_call`` {tool, args, ok, result}; ``file_write`` {path};
+``sandbox_run`` {file, seeds, ok, diagnostics}; ``evaluation`` {submission_ids, method,
+file, seeds, public_pgr}; ``finding`` {finding_id, title, type, builds_on, public_pgr};
+``usage`` {input_tokens, output_tokens, usd}; ``stop`` {reason, final_note}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aar.settings import get_settings
+from aar.util import atomic_write_json
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def runs_dir() -> Path:
+    return get_settings().home / "runs"
+
+
+@dataclass
+class AgentStatus:
+    name: str
+    direction: str
+    state: str = "starting"  # starting | running | stopped | failed
+    best_pgr: float | None = None
+    evals: int = 0
+    findings: int = 0
+    usd: float = 0.0
+    tokens: int = 0
+    compute_s: float = 0.0
+    last_activity: str = field(default_factory=now_iso)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @classmethod
+    def of(cls, run_id: str) -> RunPaths:
+        return cls(runs_dir() / run_id)
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets.json"
+
+    def agent_dir(self, agent: str) -> Path:
+        return self.root / "agents" / agent
+
+    def workspace(self, agent: str) -> Path:
+        return self.agent_dir(agent) / "workspace"
+
+    def events(self, agent: str) -> Path:
+        return self.agent_dir(agent) / "events.jsonl"
+
+    def status(self, agent: str) -> Path:
+        return self.agent_dir(agent) / "status.json"
+
+    def agents(self) -> list[str]:
+        root = self.root / "agents"
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+    def append_event(self, agent: str, kind: str, **data: Any) -> dict[str, Any]:
+        """Append one event (flushed and fsynced: an acknowledged event survives a crash)."""
+        event = {"t": now_iso(), "agent": agent, "kind": kind, **data}
+        path = self.events(agent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return event
+
+    def read_events(self, agent: str) -> list[dict[str, Any]]:
+        """Every complete event; a torn last line (a crash mid-write) is skipped."""
+        path = self.events(agent)
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def write_status(self, status: AgentStatus) -> None:
+        atomic_write_json(self.status(status.name), asdict(status))
+
+    def read_status(self, agent: str) -> AgentStatus | None:
+        path = self.status(agent)
+        if not path.exists():
+            return None
+        return AgentStatus(**json.loads(path.read_text()))
