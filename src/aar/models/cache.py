@@ -46,9 +46,9 @@ def get_features(
     path = features_path(spec, texts)
     if path.exists():
         try:
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape[0] == len(texts):
-                return np.asarray(arr)
+            arr = np.load(path)  # a copy, not a map: the file may be replaced later
+            if arr.ndim == 2 and arr.shape[0] == len(texts):
+                return arr
         except (ValueError, OSError):
             pass  # a damaged file is recomputed below
         path.unlink(missing_ok=True)

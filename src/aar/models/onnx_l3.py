@@ -36,7 +36,8 @@ class OnnxMeanEncoder:
         wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
         providers = [p for p in wanted if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(str(model), providers=providers)
-        pooled = [o for o in self.session.get_outputs() if len(o.shape) == 2 and o.shape[1]]
+        pooled = [o for o in self.session.get_outputs()
+                  if len(o.shape) == 2 and isinstance(o.shape[1], int)]
         if not pooled:
             raise ValueError(f"{model.name}: no pooled (batch, dim) output")
         self.output = pooled[0].name

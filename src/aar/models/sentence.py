@@ -70,7 +70,9 @@ class MeanPoolEncoder:
 def load_folder(name: str, folder: Path | str, max_tokens: int, batch_size: int) -> Encoder:
     """Load tokenizer and model from a local folder or a hub id (offline mode is honoured)."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModel.from_pretrained(str(folder))
     return MeanPoolEncoder(name, tokenizer, model, max_tokens, batch_size)

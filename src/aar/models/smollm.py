@@ -137,7 +137,9 @@ def load_truncated(folder: Path, layer: int) -> tuple[Any, Any]:
     """(tokenizer, LlamaModel keeping only blocks < layer, without the final norm)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModel.from_pretrained(str(folder))
     if layer < model.config.num_hidden_layers:
