@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+MINUTES ?= 10
 research: $(STAMP)
 	$(BIN)/aar setup
-	$(BIN)/aar baselines --dataset sentiment
+	$(BIN)/aar research --dataset sentiment --backend builtin --agents 3 --minutes $(MINUTES)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

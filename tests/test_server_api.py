@@ -29,7 +29,8 @@ def test_every_route_needs_a_valid_token(env: Env) -> None:
               ("GET", f"/leaderboard?dataset={DATASET}"), ("POST", "/admin/tokens"),
               ("GET", "/admin/tokens"), ("DELETE", "/admin/tokens/1"),
               ("GET", "/admin/agents"), ("PATCH", "/admin/agents/x"),
-              ("GET", "/admin/flags"), ("GET", "/admin/audit")]
+              ("GET", "/admin/flags"), ("POST", "/admin/flags"), ("PATCH", "/admin/flags/1"),
+              ("GET", "/admin/audit"), ("PUT", "/status"), ("GET", "/status")]
     schema = c.get(f"{API}/openapi.json").json()  # the schema itself is public
     listed = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     assert len(listed) == len(routes)

@@ -135,3 +135,14 @@ def test_archive_rejects_links_bombs_and_junk() -> None:
         inspect_archive(b"hello, this is not an archive" * 30, 1 << 20, 100)
     kind, members = inspect_archive(tar_bytes({"pkg/m.py": b"print(1)"}), 1 << 20, 100)
     assert kind == "tar" and members == [{"name": "pkg/m.py", "size": 8}]
+
+
+def test_a_bare_name_means_the_default_split_when_redrawn_splits_exist() -> None:
+    from aar.data.prepare import prepare as prep_dataset
+    from aar.server.evaluation import Catalog
+
+    default = prep_dataset("synthetic")
+    redrawn = prep_dataset("synthetic", seed=1)
+    assert default.key != redrawn.key
+    assert Catalog()._resolve("synthetic").key == default.key
+    assert Catalog()._resolve(redrawn.key).key == redrawn.key

@@ -162,15 +162,18 @@ class Client:
         return self._call("GET", f"/archives/{sha256}")
 
     def post_finding(self, type: str, title: str, body: str = "", *,
-                     metrics: Mapping[str, float] | None = None, dataset: str | None = None,
+                     metrics: Mapping[str, Any] | None = None, dataset: str | None = None,
                      submissions: Iterable[int] = (), code: bytes | Path | str | None = None,
-                     archive: str | None = None) -> dict[str, Any]:
-        """Post a finding; ``code`` (a folder, file or archive bytes) is uploaded first."""
+                     archive: str | None = None, builds_on: Iterable[int] = ()
+                     ) -> dict[str, Any]:
+        """Post a finding; ``code`` (a folder, file or archive bytes) is uploaded first;
+        ``builds_on`` lists ids of earlier findings it builds on."""
         if code is not None:
             archive = self.upload_archive(code)["sha256"]
         return self._call("POST", "/findings", json={
             "type": type, "title": title, "body": body, "metrics": dict(metrics or {}),
-            "dataset": dataset, "submissions": list(submissions), "archive": archive})
+            "dataset": dataset, "submissions": list(submissions), "archive": archive,
+            "builds_on": list(builds_on)})
 
     def findings(self, q: str | None = None, *, type: str | None = None,
                  dataset: str | None = None, author: str | None = None,
@@ -197,6 +200,22 @@ class Client:
     def leaderboard(self, dataset: str, split: str = "public") -> dict[str, Any]:
         return self._call("GET", "/leaderboard", params={"dataset": dataset, "split": split})
 
+    # ------------------------------------------------------------------ status
+
+    def put_status(self, *, run_id: str, state: str, direction: str = "",
+                   best_pgr: float | None = None, evals: int = 0, findings: int = 0,
+                   usd: float = 0.0, tokens: int = 0, compute_s: float = 0.0,
+                   reason: str = "") -> dict[str, Any]:
+        """Report this agent's own state (replaces its previous report)."""
+        return self._call("PUT", "/status", json={
+            "run_id": run_id, "direction": direction, "state": state, "best_pgr": best_pgr,
+            "evals": evals, "findings": findings, "usd": usd, "tokens": tokens,
+            "compute_s": compute_s, "reason": reason})
+
+    def status(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Researchers' states: every agent's for an admin token, one's own otherwise."""
+        return self._call("GET", "/status", params={"run_id": run_id})["items"]
+
     # ------------------------------------------------------------------ admin
 
     def create_token(self, name: str, role: str = "agent", *,
@@ -221,9 +240,26 @@ class Client:
             "budget_per_hour": budget_per_hour, "budget_total": budget_total})
 
     def flags(self, agent: str | None = None, since: datetime | str | None = None,
-              limit: int = 100, offset: int = 0) -> dict[str, Any]:
+              limit: int = 100, offset: int = 0, *, state: str | None = None,
+              source: str | None = None, finding: int | None = None) -> dict[str, Any]:
         return self._call("GET", "/admin/flags", params={
-            "agent": agent, "since": _iso(since), "limit": limit, "offset": offset})
+            "agent": agent, "since": _iso(since), "limit": limit, "offset": offset,
+            "state": state, "source": source, "finding": finding})
+
+    def create_flag(self, agent: str, kind: str, evidence: str, *, severity: str = "medium",
+                    source: str = "monitor", finding_id: int | None = None,
+                    submission_id: int | None = None,
+                    detail: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Raise a flag (admin); an identical open flag is returned instead of a copy."""
+        return self._call("POST", "/admin/flags", json={
+            "agent": agent, "kind": kind, "evidence": evidence, "severity": severity,
+            "source": source, "finding_id": finding_id, "submission_id": submission_id,
+            "detail": dict(detail or {})})
+
+    def review_flag(self, flag_id: int, decision: str, reason: str) -> dict[str, Any]:
+        """Accept (it was reward hacking) or reject (a false alarm) a flag, with a reason."""
+        return self._call("PATCH", f"/admin/flags/{flag_id}",
+                          json={"decision": decision, "reason": reason})
 
     def audit(self, action: str | None = None, since: datetime | str | None = None,
               limit: int = 100, offset: int = 0) -> dict[str, Any]:

@@ -27,6 +27,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def forget(self, name: str) -> None:
+        """Drop ``name`` (so that a user's edited file can register it again)."""
+        self._items.pop(name, None)
+
     def _load(self) -> None:
         if not self._loaded and self._loader is not None:
             self._loaded = True

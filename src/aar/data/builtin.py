@@ -1,3 +1,12 @@
 """Imports every built-in dataset module so their ``@dataset`` decorators run."""
 
-from aar.data import code_humaneval, hf, jsonl, math_champ, sentiment, synthetic, tweets  # noqa: F401
+from aar.data import (  # noqa: F401
+    canary,
+    code_humaneval,
+    hf,
+    jsonl,
+    math_champ,
+    sentiment,
+    synthetic,
+    tweets,
+)

@@ -58,10 +58,20 @@ def _content_key(name: str, built: Built, sizes: SplitSizes, seed: int) -> str:
     return f"{name}-{stable_hash([h.hexdigest(), sizes.__dict__, seed], 10)}"
 
 
+def default_key(ref: str) -> str | None:
+    """The key ``prepare(ref)`` (default sizes, seed 0) made here, if it made one: the
+    canonical meaning of a bare dataset name when re-drawn splits of it exist too."""
+    spec, params = parse_dataset(ref)
+    req = _request_key(ref, spec.version, spec.default_sizes(params), 0)
+    index = read_json(_index_path()) if _index_path().exists() else {}
+    key = index.get(req)
+    return key if isinstance(key, str) else None
+
+
 def prepare(ref: str, sizes: SplitSizes | None = None, seed: int = 0) -> Prepared:
     """Prepare ``ref`` (idempotent) and return its handle."""
     spec, params = parse_dataset(ref)
-    sizes = sizes or spec.sizes
+    sizes = sizes or spec.default_sizes(params)
     req = _request_key(ref, spec.version, sizes, seed)
     index = read_json(_index_path()) if _index_path().exists() else {}
     key = index.get(req)

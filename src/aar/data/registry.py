@@ -60,6 +60,11 @@ class DatasetSpec:
     version: str
     takes_arg: bool  # must be used as NAME:ARG
     optional_arg: bool  # may be used as NAME or NAME:ARG
+    # Split sizes that depend on the argument (a canary takes its base dataset's sizes).
+    sizes_for: Callable[[Mapping[str, str]], SplitSizes] | None = None
+
+    def default_sizes(self, params: Mapping[str, str]) -> SplitSizes:
+        return self.sizes_for(params) if self.sizes_for else self.sizes
 
 
 def _load_builtin() -> None:
@@ -78,10 +83,12 @@ def dataset(
     version: str = "1",
     takes_arg: bool = False,
     optional_arg: bool = False,
+    sizes_for: Callable[[Mapping[str, str]], SplitSizes] | None = None,
 ) -> Callable[[Builder], Builder]:
     def deco(fn: Builder) -> Builder:
         DATASETS.register(name)(
-            DatasetSpec(name, fn, description, packages, sizes, version, takes_arg, optional_arg)
+            DatasetSpec(name, fn, description, packages, sizes, version, takes_arg, optional_arg,
+                        sizes_for)
         )
         return fn
 

@@ -73,6 +73,10 @@ def _load_builtin() -> None:
 METHODS: Registry[MethodSpec] = Registry("method", _load_builtin)
 
 
+def _is_library(path: Path) -> bool:
+    return Path(__file__).resolve().parent in path.parents
+
+
 def method(name: str) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn`` as method ``name``; its docstring's first line describes it."""
 
@@ -83,8 +87,12 @@ def method(name: str) -> Callable[[MethodFn], MethodFn]:
             if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
         }
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
+        source = Path(inspect.getfile(fn)).resolve()
+        if name in METHODS and not _is_library(METHODS.get(name).source_file) \
+                and not _is_library(source):
+            METHODS.forget(name)  # a user's method file loaded again (edited or moved)
         METHODS.register(name)(MethodSpec(
-            name, fn, doc[0] if doc else "", defaults, Path(inspect.getfile(fn)).resolve()
+            name, fn, doc[0] if doc else "", defaults, source
         ))
         return fn
 

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import aar
-from aar.server import auth, forum, ladder, leaderboard
+from aar.server import auth, flags, forum, ladder, leaderboard, status
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
@@ -45,6 +45,7 @@ from aar.server.schemas import (
     CommentIn,
     EvaluationIn,
     FindingIn,
+    StatusIn,
     TokenIn,
     VoteIn,
 )
@@ -421,6 +422,19 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                                      coarse=not who.is_admin, eta=cfg.eta,
                                      min_seeds=cfg.min_seeds, refs=refs)
 
+    # ------------------------------------------------------------------ status
+
+    @api.put("/status", summary="report your own state (researchers)")
+    def put_status(body: StatusIn, who: Who) -> dict[str, Any]:
+        with db.write() as s:
+            return status.put_status(s, who, body)
+
+    @api.get("/status", summary="researchers' states (admins: all; agents: their own)")
+    def get_status(who: Who, run_id: str | None = Query(None, max_length=128)
+                   ) -> dict[str, Any]:
+        with db.read() as s:
+            return status.list_status(s, who, run_id)
+
     # ------------------------------------------------------------------ admin
 
     @api.post("/admin/tokens", summary="create an agent (or admin) token; shown once",
@@ -467,25 +481,32 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                             "created": iso(a.created)})
         return {"items": out}
 
-    @api.get("/admin/flags", summary="probing-detector flags")
-    def flags(who: Admin, agent: str | None = Query(None, max_length=64),
-              since: datetime | None = None, limit: Limit = 100,
-              offset: Offset = 0) -> dict[str, Any]:
+    @api.get("/admin/flags", summary="flags (probing detector, monitor, judge), newest first")
+    def list_flags(who: Admin, agent: str | None = Query(None, max_length=64),
+                   state: str | None = Query(None, description="open | accepted | rejected"),
+                   source: str | None = Query(None, description="probing | monitor | judge"),
+                   finding: int | None = Query(None, ge=1, le=2**31 - 1),
+                   since: datetime | None = None, limit: Limit = 100,
+                   offset: Offset = 0) -> dict[str, Any]:
         with db.read() as s:
-            conds = []
-            if agent is not None:
-                conds.append(Agent.name == agent)
-            if since is not None:
-                conds.append(Flag.created > _naive_utc(since))
-            total = s.scalar(select(func.count()).select_from(Flag).join(
-                Agent, Agent.id == Flag.agent_id).where(*conds)) or 0
-            rows = s.execute(select(Flag, Agent.name).join(Agent, Agent.id == Flag.agent_id)
-                             .where(*conds).order_by(Flag.id.desc()).limit(limit)
-                             .offset(offset))
-            items = [{"id": f.id, "agent": name, "submission": f.submission_id,
-                      "kind": f.kind, "detail": f.detail, "created": iso(f.created)}
-                     for f, name in rows]
-        return {"items": items, "total": total, "limit": limit, "offset": offset}
+            return flags.list_flags(s, agent=agent, state=state, source=source,
+                                    finding=finding, since=_naive_utc(since), limit=limit,
+                                    offset=offset)
+
+    @api.post("/admin/flags", summary="raise a flag (the monitor and its judge)",
+              status_code=201)
+    def create_flag(body: flags.FlagIn, who: Admin, response: Response) -> dict[str, Any]:
+        with db.write() as s:
+            out, created = flags.create_flag(s, who, body)
+        if not created:
+            response.status_code = 200  # the same open flag exists: returned, not copied
+        return out
+
+    @api.patch("/admin/flags/{flag_id}", summary="review a flag: accept (it was reward "
+                                                 "hacking) or reject, with a reason")
+    def review_flag(flag_id: RowId, body: flags.ReviewIn, who: Admin) -> dict[str, Any]:
+        with db.write() as s:
+            return flags.review_flag(s, who, flag_id, body)
 
     @api.get("/admin/audit", summary="the audit log (every state change and every score)")
     def audit_log(who: Admin, action: str | None = Query(None, max_length=48),
@@ -524,4 +545,6 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                     "budget_total": a.budget_total}
 
     app.include_router(api)
+    from aar.server.dashboard import mount  # the web dashboard: HTML pages at /
+    mount(app)
     return app

@@ -149,6 +149,8 @@ class Finding(Base):
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     activity: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     score: Mapped[int] = mapped_column(Integer, default=0)  # sum of votes
+    # Ids of earlier findings this one builds on (checked to exist when posted).
+    builds_on: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class FindingSubmission(Base):
@@ -186,10 +188,42 @@ class Flag(Base):
     __tablename__ = "flags"
     id: Mapped[int] = mapped_column(primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
-    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), nullable=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), nullable=True,
+                                                      index=True)
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # Review (migration 0003): an open or accepted flag holds its finding off the
+    # leaderboard; accepted means "yes, this was reward hacking".
+    # Server-side defaults only: the probing detector's compiled insert leaves them out.
+    severity: Mapped[str] = mapped_column(String(16), server_default="medium")
+    evidence: Mapped[str] = mapped_column(Text, server_default="")
+    finding_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    source: Mapped[str] = mapped_column(String(16),
+                                        server_default="probing")  # probing|monitor|judge
+    state: Mapped[str] = mapped_column(String(16), server_default="open",
+                                       index=True)  # open | accepted | rejected
+    reviewer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class AgentStatusRow(Base):
+    """A researcher's latest state, as it reported it (``PUT /api/v1/status``)."""
+
+    __tablename__ = "agent_status"
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(128), index=True)
+    direction: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    best_pgr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    evals: Mapped[int] = mapped_column(Integer, default=0)
+    findings: Mapped[int] = mapped_column(Integer, default=0)
+    usd: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    compute_s: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class AuditEntry(Base):

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aar.data.prepare import Prepared, prepare
+from aar.data.prepare import Prepared, default_key, prepare
 from aar.data.splits import PRIVATE, PUBLIC
+from aar.data.store import Workspace
 from aar.errors import AarError
 from aar.server.errors import ApiError, bad_request
 from aar.settings import get_settings
@@ -29,9 +30,15 @@ from aar.w2s.metrics import pgr
 SPLITS = (PUBLIC, PRIVATE)
 
 
-def encoders_for(name: str) -> tuple[str, str]:
-    """(weak, strong) encoders of a dataset's fixed baselines."""
-    return ("syn_weak", "syn_strong") if name == "synthetic" else ("l3", "mpnet")
+def encoders_for(name: str, workspace: Workspace | None = None) -> tuple[str, str]:
+    """(weak, strong) encoders of a dataset's fixed baselines: the synthetic testbed's own
+    for ``synthetic`` and for datasets that carry its shipped features (``canary:synthetic``),
+    else l3 -> mpnet."""
+    from aar.models.cache import has_features
+
+    shipped = (name == "canary" and workspace is not None
+               and has_features("syn_weak", workspace.all_texts()))
+    return ("syn_weak", "syn_strong") if name == "synthetic" or shipped else ("l3", "mpnet")
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,9 @@ class Catalog:
         if len(by_name) == 1:
             return Prepared(ref, ref, by_name[0]["key"])
         if len(by_name) > 1:
+            canonical = default_key(ref)
+            if canonical in {d["key"] for d in by_name}:
+                return Prepared(ref, ref, canonical)
             keys = ", ".join(d["key"] for d in by_name)
             raise bad_request(f"dataset name {ref!r} is ambiguous here: use one of the keys "
                               f"{keys}")
@@ -218,7 +228,7 @@ class Catalog:
 
     def _load(self, prep: Prepared) -> LoadedDataset:
         name = prep.vault.meta.get("dataset", prep.name) if prep.vault.exists() else prep.name
-        weak_enc, strong_enc = encoders_for(name)
+        weak_enc, strong_enc = encoders_for(name, prep.workspace)
         try:
             weak = baselines.weak_teacher(prep, weak_enc)
             ceil = baselines.ceiling(prep, strong_enc)

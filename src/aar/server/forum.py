@@ -130,11 +130,29 @@ def _agent(session: Session, who: Principal) -> Agent:
 # --------------------------------------------------------------------------- findings
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
 def create_finding(session: Session, who: Principal, body: FindingIn, dataset_key: str | None,
                    min_seeds: int) -> Finding:
-    bad = [k for k, v in body.metrics.items() if not math.isfinite(v)]
+    bad = [k for k, v in body.metrics.items() if not _finite(v)]
     if bad:
         raise bad_request(f"metric {bad[0]!r} is not a finite number")
+    if len(set(body.builds_on)) != len(body.builds_on):
+        raise bad_request("a finding in builds_on is listed twice; list each once")
+    if body.builds_on:
+        known = set(session.scalars(select(Finding.id).where(Finding.id.in_(body.builds_on))))
+        missing = [i for i in body.builds_on if i not in known]
+        if missing:
+            raise bad_request(f"builds_on: no finding {missing[0]}; list ids of existing "
+                              "findings")
     if len(set(body.submissions)) != len(body.submissions):
         raise bad_request("a submission is linked twice; list each once")
     subs = []
@@ -176,7 +194,8 @@ def create_finding(session: Session, who: Principal, body: FindingIn, dataset_ke
     now = utcnow()
     finding = Finding(agent_id=who.id, type=body.type, title=body.title, body=body.body,
                       metrics=dict(body.metrics), dataset_key=dataset_key,
-                      archive_sha256=body.archive, created=now, activity=now, score=0)
+                      archive_sha256=body.archive, created=now, activity=now, score=0,
+                      builds_on=list(body.builds_on))
     session.add(finding)
     session.flush()
     for sub in subs:
@@ -184,7 +203,7 @@ def create_finding(session: Session, who: Principal, body: FindingIn, dataset_ke
                                       ranked=ranked))
     audit(session, _agent(session, who), "finding.create", str(finding.id), type=body.type,
           title=body.title, submissions=body.submissions, dataset=dataset_key,
-          archive=body.archive)
+          archive=body.archive, builds_on=body.builds_on)
     session.flush()
     return finding
 
@@ -198,7 +217,8 @@ def finding_dict(session: Session, f: Finding, full: bool = True) -> dict[str, A
     out: dict[str, Any] = {
         "id": f.id, "type": f.type, "title": f.title, "author": author.name if author else "?",
         "dataset": f.dataset_key, "claimed_metrics": f.metrics, "submissions": subs,
-        "archive": f.archive_sha256, "votes": f.score, "comments": n_comments,
+        "archive": f.archive_sha256, "builds_on": list(f.builds_on or []),
+        "votes": f.score, "comments": n_comments,
         "created": iso(f.created), "activity": iso(f.activity),
     }
     if full:

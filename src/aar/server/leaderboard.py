@@ -6,9 +6,10 @@ What the author claimed is shown beside it as ``claimed``, never ranked. The fin
 uses ``test_private`` and is shown to admins only; agents see the ranking on
 ``test_public``, with means rounded to the Ladder's step ``eta`` (in accuracy units) and
 standard errors to ``eta / 4``, so that the board is no finer a probe than the Ladder.
-Reference rows: the fixed weak teacher (PGR 0) and strong ceiling (PGR 1), and every run of
-a built-in method (``aar run`` / ``aar baselines`` records in ``$AAR_HOME/results``) with
-enough seeds; they are shown, not ranked.
+A finding with an open or accepted flag is listed under ``held``, not ranked, until an
+admin rejects the flag (``aar.server.flags``). Reference rows: the fixed weak teacher
+(PGR 0) and strong ceiling (PGR 1), and every run of a built-in method (``aar run`` /
+``aar baselines`` records in ``$AAR_HOME/results``) with enough seeds; they are shown, not ranked.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from aar.server.db import Agent, Finding, FindingSubmission, Submission
 from aar.server.evaluation import PUBLIC, LoadedDataset
+from aar.server.flags import held_findings
 from aar.server.forum import iso
 from aar.settings import get_settings
 from aar.w2s.metrics import estimate
@@ -93,7 +95,10 @@ class ReferenceRuns:
                         and s["weak"] == ds.weak and s["strong"] == ds.strong
                         and len(s["per_seed"]) >= min_seeds):
                     out.append(s)
-        return out
+        newest: dict[str, dict[str, Any]] = {}  # a method re-run replaces its older record
+        for s in sorted(out, key=lambda s: str(s.get("created") or "")):
+            newest[json.dumps([s["method"], s["params"]], sort_keys=True, default=str)] = s
+        return list(newest.values())
 
 
 def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: float,
@@ -115,8 +120,14 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
         for m, v in zip(METRICS, vals, strict=True):
             values[finding.id][m].append(np.nan if v is None else v)
     entries = []
+    held: list[dict[str, Any]] = []
+    holding = held_findings(session, list(groups))
     for fid, g in groups.items():
         if len(set(g["seeds"])) < min_seeds:
+            continue
+        if fid in holding:  # an open or accepted flag: off the board until reviewed
+            held.append({"finding": fid, "title": g["finding"].title, "author": g["author"],
+                         "flags": holding[fid]})
             continue
         f: Finding = g["finding"]
         est = {m: estimate(values[fid][m]) for m in METRICS}
@@ -159,7 +170,7 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
         "eta": eta if coarse else None, "min_seeds": min_seeds,
         "baselines": {"weak": _round(b["weak"], eta, coarse),
                       "ceiling": _round(b["ceiling"], eta, coarse)},
-        "entries": entries, "reference": reference,
+        "entries": entries, "reference": reference, "held": held,
     }
 
 

@@ -53,15 +53,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db_url: str | None = None,
     if token:
         print(f"admin token (shown once, keep it safe): {token}", flush=True)
     print(f"aar evaluation server on http://{host}:{port}  (database {hide_password(cfg.db_url)}"
-          f", {workers} worker{'s' if workers > 1 else ''})", flush=True)
+          f", {workers} worker{'s' if workers > 1 else ''}); dashboard at http://{host}:{port}/",
+          flush=True)
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=2)
         return
     app.state.db.dispose()
     os.environ["AAR_DB_URL"] = cfg.db_url
     os.environ["AAR_SERVER_DATASETS"] = ",".join(cfg.datasets)
     uvicorn.run("aar.server.main:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level, access_log=False)
+                workers=workers, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=2)
 
 
 def app_from_env() -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 FINDING_TYPES = ("result", "hypothesis", "insight", "negative", "error")
 FindingType = Literal["result", "hypothesis", "insight", "negative", "error"]
@@ -65,14 +65,18 @@ class FindingIn(Strict):
     type: FindingType
     title: str = Field(min_length=1, max_length=200)
     body: str = Field("", max_length=100_000, description="markdown")
-    metrics: dict[str, float] = Field(
+    metrics: dict[str, JsonValue] = Field(
         default_factory=dict, max_length=50,
-        description="numbers the author claims; shown as claims, never ranked")
+        description="what the author claims (numbers, or JSON such as the method's name and "
+                    "parameters); shown as claims, never ranked")
     dataset: str | None = Field(None, max_length=200)
     submissions: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
         default_factory=list, max_length=200, description="ids of your submissions")
     archive: str | None = Field(None, pattern=SHA256, description="sha256 of an uploaded "
                                                                    "code snapshot")
+    builds_on: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=50,
+        description="ids of earlier findings this one builds on")
 
 
 class VoteIn(Strict):
@@ -81,3 +85,21 @@ class VoteIn(Strict):
 
 class CommentIn(Strict):
     body: str = Field(min_length=1, max_length=20_000)
+
+
+AgentState = Literal["starting", "running", "stopped", "failed"]
+
+
+class StatusIn(Strict):
+    """A researcher's own state, reported by itself (or its orchestrator) with its token."""
+
+    run_id: str = Field(min_length=1, max_length=128)
+    direction: str = Field("", max_length=200)
+    state: AgentState
+    best_pgr: float | None = Field(None, ge=-100.0, le=100.0)
+    evals: int = Field(0, ge=0, le=10**9)
+    findings: int = Field(0, ge=0, le=10**9)
+    usd: float = Field(0.0, ge=0.0, le=1e9)
+    tokens: int = Field(0, ge=0, le=10**15)
+    compute_s: float = Field(0.0, ge=0.0, le=1e12)
+    reason: str = Field("", max_length=2000)

@@ -1,0 +1,153 @@
+"""One researcher process: ``python -m aar.research.agent_main RUN_DIR NAME --deadline T``.
+
+Started by the orchestrator. Reads the run's ``run.json`` and its own token from
+``secrets.json`` (this process is trusted: the token never enters a workspace or the
+sandbox), then runs the built-in search or an LLM researcher with the research tools
+until the deadline (a UNIX time), its budgets, or a SIGTERM from the orchestrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aar.client import Client
+from aar.errors import AarError
+from aar.research.context import Researcher
+from aar.research.directions import Direction
+from aar.research.layout import AgentStatus, RunPaths, now_iso
+
+
+def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str,
+                    server_url: str) -> Researcher:
+    return Researcher(paths=paths, name=name, direction=_agent(info, name)["title"],
+                      dataset=info.get("dataset_key") or info["workspace_key"],
+                      workspace_key=info["workspace_key"],
+                      weak=info["weak"], strong=info["strong"],
+                      client=Client(server_url, token), max_evals=info.get("max_evals"),
+                      cpu_slots=int(info.get("cpu_slots") or 0))
+
+
+def _agent(info: dict[str, Any], name: str) -> dict[str, Any]:
+    for a in info["agents"]:
+        if a["name"] == name:
+            return a
+    raise AarError(f"no researcher {name!r} in this run")
+
+
+def system_prompt(r: Researcher, direction: Direction) -> str:
+    return f"""You are {r.name}, an automated alignment researcher working on weak-to-strong
+supervision. A weak teacher (encoder {r.weak}) labelled the unlabeled texts of dataset
+{r.dataset}; your job is to train the strong student (encoder {r.strong}) so that it beats
+its teacher: a high PGR (performance gap recovered) on the test set, scored only by the
+evaluation server.
+
+Your starting direction: {direction.title}
+{direction.text}
+
+How to work: write a method module under ideas/ (see template.py and README.md), check it
+with run_method (label-free diagnostics, free), submit it (>= 5 seeds; spends your
+evaluation budget), then share_finding type "result" with the submission ids and the file,
+so the server ranks it. Read the forum (catch_up, read_forum) and build on other
+researchers' findings (builds_on). Post negative results and insights too. Keep notes.
+You cannot see any label; never try to. Stop when your budget is spent; end with a short
+final note of what you learned."""
+
+
+def run_llm(r: Researcher, direction: Direction, info: dict[str, Any], deadline: float
+            ) -> str:
+    from aar.agents.backends import make_backend
+    from aar.agents.budget import Budget
+    from aar.agents.llm import LLMResearcher
+    from aar.agents.research_tools import build_tools, init_workspace
+
+    init_workspace(r)
+    backend = make_backend(info["backend"], info.get("model"), base_url=info.get("base_url"),
+                           max_retries=int(info.get("max_retries", 6)))
+    max_evals = info.get("max_evals")
+    budget = Budget(max_seconds=max(deadline - time.time(), 1.0),
+                    max_usd=info.get("budget_usd"), max_tokens=info.get("max_tokens"),
+                    max_evals=None if max_evals is None else max(max_evals // 5, 1))
+    usage_seen = {"usd": 0.0}
+
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev.get("type") == "assistant":
+            u = ev.get("usage") or {}
+            r.event("usage", input_tokens=u.get("input_tokens"),
+                    output_tokens=u.get("output_tokens"), usd=ev.get("usd"))
+            usage_seen["usd"] = budget.usage().usd
+        _write_status(r, direction, "running", usd=budget.usage().usd,
+                      tokens=budget.usage().total_tokens)
+
+    llm = LLMResearcher(backend, info.get("model"), build_tools(r), budget,
+                        r.paths.agent_dir(r.name) / "transcript.jsonl",
+                        system_prompt(r, direction), on_event=on_event)
+    r.event("start", direction=direction.title, backend=info["backend"])
+    _write_status(r, direction, "running")
+    out = llm.run("Begin your research. Start by reading README.md and the forum.")
+    u = out.usage
+    r.event("stop", reason=out.reason, final_note=out.final_note, usd=u.usd,
+            tokens=u.total_tokens, usd_per_hour=u.usd_per_hour)
+    _write_status(r, direction, "failed" if out.reason == "error" else "stopped",
+                  reason=out.reason, usd=u.usd, tokens=u.total_tokens)
+    return out.final_note
+
+
+def _write_status(r: Researcher, direction: Direction, state: str, reason: str = "",
+                  usd: float | None = None, tokens: int | None = None) -> None:
+    old = r.paths.read_status(r.name)
+    r.paths.write_status(AgentStatus(
+        name=r.name, direction=direction.title, state=state, best_pgr=r.best_pgr,
+        evals=r.evals_used, findings=r.findings_posted,
+        usd=usd if usd is not None else (old.usd if old else 0.0),
+        tokens=tokens if tokens is not None else (old.tokens if old else 0),
+        compute_s=round(r.compute_s, 1), last_activity=now_iso(), reason=reason))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m aar.research.agent_main")
+    p.add_argument("run_dir")
+    p.add_argument("name")
+    p.add_argument("--deadline", type=float, required=True, help="UNIX time to stop by")
+    args = p.parse_args(argv)
+    paths = RunPaths(Path(args.run_dir))
+    info = json.loads(paths.info.read_text())
+    token = json.loads(paths.secrets.read_text())["agents"][args.name]
+    a = _agent(info, args.name)
+    direction = Direction(a["direction"], a["title"], tuple(a.get("families") or ()),
+                          a.get("text", ""))
+    r = make_researcher(paths, info, args.name, token, info["server_url"])
+    try:
+        if info["backend"] == "builtin":
+            from aar.research.builtin import BuiltinResearcher
+
+            note = BuiltinResearcher(r, direction, seed=int(info.get("seed", 0)),
+                                     deadline=args.deadline).run()
+        else:
+            signal.signal(signal.SIGTERM, _interrupt)
+            note = run_llm(r, direction, info, args.deadline)
+    except AarError as exc:
+        r.event("stop", reason="error", final_note=f"{args.name} failed: {exc}")
+        _write_status(r, direction, "failed", reason=str(exc)[:500])
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        r.event("stop", reason="stopped by the orchestrator",
+                final_note=f"{args.name} was stopped by the orchestrator.")
+        _write_status(r, direction, "stopped", reason="stopped by the orchestrator")
+        return 0
+    print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The built-in researcher (backend ``builtin``, no LLM): evolutionary search over
+compositions of the method library's building blocks (:mod:`aar.research.genome`).
+
+Each generation it reads the leaderboard and the forum, picks a parent (its direction's
+starting points first, then its own best results or another researcher's best finding,
+whose genome travels in the finding's claimed metrics), mutates or crosses it, writes the
+candidate as a method module under ``ideas/``, screens it in the sandbox on one seed with
+label-free diagnostics (crashes and class-balance collapses are dropped there), submits
+the survivors over five seeds and posts each as a ``result`` (ranked by the server),
+posting ``negative`` findings when a change hurt and periodic ``insight`` summaries.
+Everything it tried is appended to ``population.jsonl`` so that a resumed run continues
+where it stopped. Random choices come from one generator seeded by (seed, name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from aar.agents.research_tools import init_workspace
+from aar.errors import AarError
+from aar.research import genome as G
+from aar.research.context import MIN_SEEDS, Researcher
+from aar.research.directions import Direction
+from aar.research.layout import AgentStatus, now_iso
+
+MAX_STARTS = 2  # starting genomes from the direction before evolution takes over
+INSIGHT_EVERY = 3
+
+
+class StopRequested(Exception):
+    """Raised in the researcher's main thread when the orchestrator asks it to stop."""
+
+
+def _on_term(signum: int, frame: FrameType | None) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+class BuiltinResearcher:
+    def __init__(self, r: Researcher, direction: Direction, *, seed: int = 0,
+                 deadline: float | None = None, screen_seed: int = 0) -> None:
+        self.r = r
+        self.direction = direction
+        self.families = direction.families or G.FAMILIES
+        self.rng = random.Random(zlib.crc32(f"{seed}:{r.name}".encode()))
+        self.deadline = deadline
+        self.screen_seed = screen_seed
+        self.pop_path = r.paths.agent_dir(r.name) / "population.jsonl"
+        self.population: list[dict[str, Any]] = []
+        self.tried: set[str] = set()
+        self.others: dict[int, dict[str, Any]] = {}
+        self.cost_s: float | None = None  # running estimate of one candidate's wall time
+        self.state = "starting"
+
+    # -- persistence -----------------------------------------------------------------
+    def _load(self) -> None:
+        if self.pop_path.exists():
+            for line in self.pop_path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                self.population.append(rec)
+                self.tried.add(rec["key"])
+        self.r.restore_counters()
+
+    def _record(self, rec: dict[str, Any]) -> None:
+        self.population.append(rec)
+        self.tried.add(rec["key"])
+        with open(self.pop_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def status(self, state: str | None = None, reason: str = "") -> None:
+        if state:
+            self.state = state
+        self.r.paths.write_status(AgentStatus(
+            name=self.r.name, direction=self.direction.title, state=self.state,
+            best_pgr=self.r.best_pgr, evals=self.r.evals_used,
+            findings=self.r.findings_posted, compute_s=round(self.r.compute_s, 1),
+            last_activity=now_iso(), reason=reason))
+
+    # -- the forum ---------------------------------------------------------------------
+    def read_forum(self) -> None:
+        """Other researchers' ranked results that carry a genome, with their public PGR."""
+        board = self.r.client.leaderboard(self.r.dataset)
+        new = self.r.client.findings(since=self.r.load_state().get("forum_seen"), limit=50)
+        self.r.save_state(forum_seen=new.get("now"))
+        for e in board.get("entries", []):
+            claimed = e.get("claimed") or {}
+            g = claimed.get("genome")
+            if e.get("author") == self.r.name or not isinstance(g, dict) or e.get("pgr") is None:
+                continue
+            self.others[int(e["finding"])] = {"genome": G.normalize(g), "pgr": float(e["pgr"]),
+                                              "author": e["author"], "finding": e["finding"]}
+        self.r.event("forum_read", results_seen=len(self.others),
+                     new_findings=len(new.get("items", [])))
+
+    # -- choosing the next candidate ---------------------------------------------------
+    def _own_ranked(self) -> list[dict[str, Any]]:
+        return sorted((p for p in self.population if p.get("pgr") is not None),
+                      key=lambda p: -p["pgr"])
+
+    def _starts(self) -> list[dict[str, Any]]:
+        starts = G.start_genomes(self.families)
+        if len(starts) > MAX_STARTS:
+            starts = [starts[0], starts[-1]][:MAX_STARTS]
+        return starts
+
+    def propose(self) -> tuple[dict[str, Any], str, list[int], float | None]:
+        """(genome, origin, builds_on finding ids, parent's PGR). The direction's starting
+        points come first, except that a result of another researcher at least as good as
+        my best is built on as soon as I have a result of my own."""
+        own = self._own_ranked()
+        others = sorted(self.others.values(), key=lambda o: -o["pgr"])
+        own_best = own[0]["pgr"] if own else -1e9
+        ahead = bool(own) and bool(others) and others[0]["pgr"] >= own_best
+        elsewhere = {G.key(o["genome"]) for o in self.others.values()}
+        fresh = [g for g in self._starts() if G.key(g) not in self.tried | elsewhere]
+        if fresh and (not ahead or not own):
+            g = fresh[0]
+            return g, f"a starting point of the direction ({G.describe(g)})", [], None
+        for _ in range(30):
+            roll = self.rng.random()
+            if others and (others[0]["pgr"] >= own_best or roll < 0.25):
+                o = others[0] if self.rng.random() < 0.7 else self.rng.choice(others[:3])
+                child = G.mutate(o["genome"], self.rng, self.families)
+                origin = (f"a mutation of {o['author']}'s finding #{o['finding']} "
+                          f"(PGR {o['pgr']:.3f})")
+                parent_pgr, builds = o["pgr"], [int(o["finding"])]
+            elif others and own and roll < 0.4:
+                o = others[0]
+                child = G.mutate(G.crossover(own[0]["genome"], o["genome"], self.rng),
+                                 self.rng, self.families, n_changes=1)
+                origin = (f"a crossover of my #{own[0]['finding']} with {o['author']}'s "
+                          f"#{o['finding']}")
+                parent_pgr, builds = max(own_best, o["pgr"]), [int(o["finding"])]
+                if own[0].get("finding"):
+                    builds.append(int(own[0]["finding"]))
+            elif own:
+                p = own[0] if self.rng.random() < 0.6 else self.rng.choice(own[:3])
+                child = G.mutate(p["genome"], self.rng, self.families)
+                origin = f"a mutation of my finding #{p.get('finding')} (PGR {p['pgr']:.3f})"
+                parent_pgr = p["pgr"]
+                builds = [int(p["finding"])] if p.get("finding") else []
+            else:
+                child = G.mutate(self.rng.choice(self._starts()), self.rng, self.families)
+                origin, parent_pgr, builds = "a mutation of a starting point", None, []
+            if G.key(child) not in self.tried | elsewhere:
+                return child, origin, sorted(set(builds)), parent_pgr
+        g = G.mutate(G.BASE, self.rng, G.FAMILIES, n_changes=3)
+        return g, "a random restart", [], None
+
+    # -- one candidate -----------------------------------------------------------------
+    def _time_left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.time()
+
+    def _affordable(self) -> str | None:
+        left = self.r.evals_left()
+        if left is not None and left < MIN_SEEDS:
+            return "evals"
+        need = 1.3 * (self.cost_s or 0.0)
+        if self._time_left() <= max(need, 1.0):
+            return "time"
+        return None
+
+    def step(self) -> dict[str, Any]:
+        self.read_forum()
+        g, origin, builds, parent_pgr = self.propose()
+        n = len(self.population)
+        name = f"{self.r.name.replace('-', '_')}_g{n:03d}"
+        rel = f"ideas/{name}.py"
+        path = self.r.workspace / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(G.render(name, g, agent=self.r.name, direction=self.direction.title,
+                                 origin=origin, dataset=self.r.dataset))
+        self.r.event("file_write", path=rel, bytes=path.stat().st_size)
+        rec: dict[str, Any] = {"key": G.key(g), "genome": g, "file": rel, "origin": origin,
+                               "builds_on": builds, "parent_pgr": parent_pgr, "pgr": None,
+                               "finding": None, "t": now_iso()}
+        t0 = time.monotonic()
+        try:
+            screen, diag = self.r.run_method(rel, [self.screen_seed])
+        except AarError as exc:
+            rec["screen"] = f"failed: {str(exc).splitlines()[0][:300]}"
+            self._record(rec)
+            return rec
+        rec["screen"] = diag
+        drift = abs(diag["positive_rate"] - diag["weak_positive_rate"])
+        if drift > 0.15 or diag["agreement_with_weak"] < 0.6:
+            rec["screen_reject"] = True
+            self._record(rec)
+            self.r.share("negative", f"Screened out: {G.describe(g)}"[:200],
+                         f"{origin[:1].upper() + origin[1:]}. On seed {self.screen_seed} "
+                         f"its test predictions drift from the weak labels (label-free "
+                         f"diagnostics: {json.dumps(diag)}), a sign of collapsed or "
+                         "inverted labels; not submitted.",
+                         extra_metrics={"genome": g, **diag})
+            return rec
+        if self._affordable() is not None:
+            self._record(rec)
+            return rec
+        seeds = list(range(MIN_SEEDS))  # the screening seed is among them: not run twice
+        sub = self.r.submit(rel, {}, seeds, label=name, known={self.screen_seed: screen[0]})
+        body = (f"Method `{rel}` ({G.describe(g)}), {origin}. Direction: "
+                f"{self.direction.title}. Submitted over seeds {seeds}; label-free "
+                f"diagnostics: {json.dumps(sub['diagnostics'])}.")
+        f = self.r.share("result", f"{G.describe(g)}"[:200], body, file=rel, params={},
+                         seeds=seeds, submission_ids=sub["submission_ids"], builds_on=builds,
+                         extra_metrics={"genome": g, "origin": origin[:200]})
+        rec.update(pgr=f.get("public_pgr"), finding=f["id"],
+                   submissions=sub["submission_ids"])
+        elapsed = time.monotonic() - t0
+        self.cost_s = elapsed if self.cost_s is None else 0.5 * self.cost_s + 0.5 * elapsed
+        self._record(rec)
+        pgr = rec["pgr"]
+        if pgr is not None and parent_pgr is not None and pgr < parent_pgr - 0.05:
+            self.r.share("negative", f"Hurt ({parent_pgr:.2f} -> {pgr:.2f}): {G.describe(g)}"
+                         [:200], f"{origin[:1].upper() + origin[1:]} scored lower than its "
+                         f"parent: public PGR {pgr:.3f} vs {parent_pgr:.3f} over 5 seeds "
+                         f"(result #{f['id']}).", submission_ids=None,
+                         builds_on=sorted({*builds, int(f["id"])}),
+                         extra_metrics={"genome": g, "pgr": pgr, "parent_pgr": parent_pgr})
+        scored = [p for p in self.population if p.get("pgr") is not None]
+        if scored and len(scored) % INSIGHT_EVERY == 0:
+            self.insight(scored)
+        return rec
+
+    def insight(self, scored: list[dict[str, Any]]) -> None:
+        """Which gene values went with higher public PGR among my scored candidates."""
+        by: dict[tuple[str, Any], list[float]] = defaultdict(list)
+        for p in scored:
+            for gene, value in G.normalize(p["genome"]).items():
+                by[(gene, value)].append(p["pgr"])
+        mean_all = sum(p["pgr"] for p in scored) / len(scored)
+        effects = sorted(((sum(v) / len(v) - mean_all, gene, value, len(v))
+                          for (gene, value), v in by.items() if 0 < len(v) < len(scored)),
+                         reverse=True)
+        if not effects:
+            return
+        lines = [f"- {gene}={value!r}: {d:+.3f} vs mean ({n} candidates)"
+                 for d, gene, value, n in effects[:3] + effects[-2:]]
+        best = self._own_ranked()[0]
+        self.r.share("insight", f"{self.r.name}: what moved PGR over {len(scored)} candidates",
+                     f"Mean public PGR {mean_all:.3f}; best {best['pgr']:.3f} "
+                     f"(#{best['finding']}: {G.describe(best['genome'])}).\n" + "\n".join(lines),
+                     builds_on=[int(best["finding"])],
+                     extra_metrics={"candidates": len(scored), "mean_pgr": round(mean_all, 4),
+                                    "best_pgr": best["pgr"]})
+
+    # -- the loop ----------------------------------------------------------------------
+    def final_note(self, reason: str) -> str:
+        scored = self._own_ranked()
+        n_eval = len(scored)
+        tried = len(self.population)
+        if not scored:
+            return (f"{self.r.name} ({self.direction.title}) stopped ({reason}) after {tried} "
+                    f"candidates, none scored; {self.r.evals_used} evaluations used.")
+        b = scored[0]
+        return (f"{self.r.name} ({self.direction.title}) stopped ({reason}): best public PGR "
+                f"{b['pgr']:.3f} from finding #{b['finding']} ({b['file']}: "
+                f"{G.describe(b['genome'])}); {tried} candidates tried, {n_eval} scored, "
+                f"{self.r.evals_used} evaluations, {self.r.findings_posted} findings.")
+
+    def run(self, max_steps: int | None = None) -> str:
+        """Search until the deadline, the evaluation budget or ``max_steps``; returns the
+        final note (also logged as the ``stop`` event)."""
+        old: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+            for s in old:
+                signal.signal(s, _on_term)
+        reason = "done"
+        try:
+            init_workspace(self.r)
+            self._load()
+            self.r.event("start", direction=self.direction.title, resumed=bool(self.population),
+                         families=list(self.families))
+            self.status("running")
+            steps = 0
+            while max_steps is None or steps < max_steps:
+                why = self._affordable()
+                if why is not None:
+                    reason = f"budget:{why}"
+                    break
+                self.step()
+                steps += 1
+                self.status()
+        except StopRequested as exc:
+            reason = f"stopped by the orchestrator ({exc})"
+        except AarError as exc:
+            reason = f"error: {str(exc).splitlines()[0][:300]}"
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        note = self.final_note(reason)
+        self.r.event("stop", reason=reason, final_note=note)
+        notes = self.r.workspace / "notes.md"
+        with open(notes, "a", encoding="utf-8") as fh:
+            fh.write(f"\n## Final note ({now_iso()})\n\n{note}\n")
+        self.status("failed" if reason.startswith("error") else "stopped", reason)
+        return note
+
+
+def population(path: Path) -> list[dict[str, Any]]:
+    """The candidates a builtin researcher recorded (``population.jsonl``)."""
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+

@@ -1,0 +1,76 @@
+"""``aar research`` (a research run) and ``aar mcp`` (one researcher's tools over MCP)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def research(
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset reference")]
+        = "sentiment",
+        agents: Annotated[int, typer.Option(help="researchers in parallel")] = 3,
+        backend: Annotated[str, typer.Option(help="builtin | anthropic | openai")]
+        = "builtin",
+        minutes: Annotated[float, typer.Option(help="wall time (on --resume: more minutes)")]
+        = 10.0,
+        model: Annotated[str | None, typer.Option(help="LLM model name")] = None,
+        base_url: Annotated[str | None, typer.Option(help="LLM endpoint (openai-compatible)")]
+        = None,
+        budget_usd: Annotated[float | None, typer.Option(help="dollars per researcher")]
+        = None,
+        max_tokens: Annotated[int | None, typer.Option(help="tokens per researcher")] = None,
+        max_evals: Annotated[int, typer.Option(
+            help="server evaluations per researcher (5 per submitted method)")] = 150,
+        directions: Annotated[str | None, typer.Option(
+            help="a directions .md file or folder (default: the nine shipped ones)")] = None,
+        resume: Annotated[str | None, typer.Option(help="continue run RUN")] = None,
+        server: Annotated[str | None, typer.Option(
+            help="use this evaluation server (admin token in AAR_ADMIN_TOKEN)")] = None,
+        canary: Annotated[bool, typer.Option(help="labels shuffled: any gain is cheating")]
+        = False,
+        seed: Annotated[int, typer.Option(help="seed of the researchers' choices")] = 0,
+    ) -> None:
+        """Run N researchers in parallel against the evaluation server, with budgets."""
+        from aar.research.orchestrator import ResearchConfig
+        from aar.research.orchestrator import research as run_research
+
+        cfg = ResearchConfig(dataset=dataset, agents=agents, backend=backend,
+                             minutes=minutes, model=model, base_url=base_url,
+                             budget_usd=budget_usd, max_tokens=max_tokens,
+                             max_evals=max_evals, directions=directions, server=server,
+                             canary=canary, seed=seed)
+        from aar.oversight.monitor import LiveObserver
+
+        info = run_research(cfg, resume=resume, observers=[LiveObserver()])
+        s = info.get("summary") or {}
+        b, r = s.get("best"), s.get("best_reference")
+        console.print(f"run {info['run_id']}: {s.get('results')} ranked results, "
+                      f"{s.get('evaluations')} evaluations, {s.get('minutes')} minutes")
+        if b:
+            console.print(f"best: public PGR {b['public_pgr']:.3f} (private "
+                          f"{b['private_pgr']}) — finding #{b['finding']} by {b['author']}")
+        if r:
+            console.print(f"best library method on record: {r['name']} PGR {r['pgr']:.3f}")
+        from aar.research.layout import RunPaths
+
+        console.print(f"final note: {RunPaths.of(info['run_id']).root / 'final_note.md'}")
+
+    @app.command()
+    def mcp(
+        run: Annotated[str, typer.Option("--run", help="research run id")],
+        agent: Annotated[str, typer.Option("--agent", help="researcher name in that run")],
+    ) -> None:
+        """Serve one researcher's tools over MCP on stdin/stdout (for an external agent)."""
+        from aar.agents.mcp_server import serve_stdio
+        from aar.research.mcp import researcher_tools
+
+        tools, instructions = researcher_tools(run, agent)
+        serve_stdio(tools, f"aar-{agent}", instructions=instructions)
+

@@ -1,0 +1,305 @@
+"""One researcher's world: its workspace, the label-free export, the sandbox and the server.
+
+The operations here are what every researcher does, whatever drives it (an LLM through
+the tools of :mod:`aar.agents.research_tools`, or the built-in search): run a method
+file in the sandbox with label-free diagnostics, submit it for evaluation (one server
+submission per seed), share a finding with a code snapshot. Each is logged as an event in
+the run directory. Nothing here ever holds a label: the export is label-free and the
+only path to a score is the server's answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aar.client import Client
+from aar.data.store import Workspace
+from aar.errors import AarError
+from aar.research.layout import RunPaths
+from aar.util import atomic_write_json
+
+MIN_SEEDS = 5
+
+
+@contextlib.contextmanager
+def cpu_slot(run_root: Path, slots: int) -> Iterator[None]:
+    """Hold one of ``slots`` CPU slots of a run (file locks beside run.json), so that the
+    researchers' sandbox runs share the machine's cores instead of oversubscribing them."""
+    lock_dir = run_root / ".cpu-slots"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fds = []
+    try:
+        while True:
+            for i in range(max(slots, 1)):
+                fd = os.open(lock_dir / f"slot-{i}", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
+                fds.append(fd)
+                break
+            if fds:
+                break
+            time.sleep(0.2)
+        yield
+    finally:
+        for fd in fds:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def confine(root: Path, rel: str, *, must_exist: bool = False) -> Path:
+    """``rel`` resolved inside ``root``; refuses absolute paths, ``..`` and links that lead
+    out of ``root`` (an ``AarError`` naming the path)."""
+    if not isinstance(rel, str) or not rel.strip():
+        raise AarError("give a path relative to your workspace, e.g. ideas/my_method.py")
+    if "\x00" in rel:
+        raise AarError(f"path {rel!r} contains a NUL character")
+    p = Path(rel)
+    if p.is_absolute() or rel.startswith("~"):
+        raise AarError(f"path {rel!r} is absolute; use a path relative to your workspace")
+    if ".." in p.parts:
+        raise AarError(f"path {rel!r} contains '..'; paths must stay inside your workspace")
+    base = root.resolve()
+    target = (base / p).resolve()
+    if target != base and base not in target.parents:
+        raise AarError(f"path {rel!r} leads outside your workspace (through a link)")
+    if must_exist and not target.exists():
+        raise AarError(f"no such file {rel!r} in your workspace")
+    return target
+
+
+def diagnostics(preds: np.ndarray, weak_test: np.ndarray, seeds: list[int]) -> dict[str, Any]:
+    """Label-free diagnostics of test predictions (rows = seeds): agreement with the weak
+    teacher of the same seed, mean confidence |2p-1|, predicted positive rate against the
+    weak teacher's, and agreement between seeds."""
+    hard = preds >= 0.5
+    weak = weak_test[np.asarray(seeds) % len(weak_test)] >= 0.5
+    agree = float(np.mean(hard == weak))
+    if len(preds) > 1:
+        pairs = [float(np.mean(hard[i] == hard[j])) for i in range(len(hard))
+                 for j in range(i + 1, len(hard))]
+        between = float(np.mean(pairs))
+    else:
+        between = 1.0
+    return {
+        "agreement_with_weak": round(agree, 4),
+        "mean_confidence": round(float(np.mean(np.abs(2 * preds - 1))), 4),
+        "positive_rate": round(float(np.mean(hard)), 4),
+        "weak_positive_rate": round(float(np.mean(weak)), 4),
+        "agreement_between_seeds": round(between, 4),
+    }
+
+
+@dataclass
+class Researcher:
+    """A researcher's handle on the run: paths, identity, data references, server client.
+
+    ``max_evals`` is the number of server evaluations (one per seed) this researcher may
+    spend; the server enforces it too (the token's budget), this side only avoids asking
+    for what would be refused.
+    """
+
+    paths: RunPaths
+    name: str
+    direction: str
+    dataset: str  # the dataset's key on the server (a name can be ambiguous)
+    workspace_key: str
+    weak: str
+    strong: str
+    client: Client
+    max_evals: int | None = None
+    sandbox_timeout_s: float = 900.0
+    cpu_slots: int = 0  # > 0: sandbox runs wait for one of this many run-wide CPU slots
+    evals_used: int = 0
+    findings_posted: int = 0
+    best_pgr: float | None = None
+    compute_s: float = 0.0
+    _export: Workspace | None = field(default=None, repr=False)
+
+    # -- places ------------------------------------------------------------------------
+    @property
+    def workspace(self) -> Path:
+        return self.paths.workspace(self.name)
+
+    @property
+    def export(self) -> Workspace:
+        if self._export is None:
+            self._export = Workspace(self.workspace_key)
+        return self._export
+
+    @property
+    def state_path(self) -> Path:
+        return self.paths.agent_dir(self.name) / "state.json"
+
+    def load_state(self) -> dict[str, Any]:
+        p = self.state_path
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def save_state(self, **changes: Any) -> dict[str, Any]:
+        state = {**self.load_state(), **changes}
+        atomic_write_json(self.state_path, state)
+        return state
+
+    def event(self, kind: str, **data: Any) -> dict[str, Any]:
+        return self.paths.append_event(self.name, kind, **data)
+
+    def restore_counters(self) -> None:
+        """Counters from the events already on disk (a resumed run keeps its tallies)."""
+        for ev in self.paths.read_events(self.name):
+            if ev.get("kind") == "evaluation":
+                self.evals_used += len(ev.get("submission_ids") or [])
+                pgr = ev.get("public_pgr")
+                if pgr is not None and (self.best_pgr is None or pgr > self.best_pgr):
+                    self.best_pgr = float(pgr)
+            elif ev.get("kind") == "finding":
+                self.findings_posted += 1
+                pgr = ev.get("public_pgr")
+                if pgr is not None and (self.best_pgr is None or pgr > self.best_pgr):
+                    self.best_pgr = float(pgr)
+            elif ev.get("kind") == "sandbox_run":
+                self.compute_s += float(ev.get("seconds") or 0.0)
+
+    # -- sandbox -------------------------------------------------------------------------
+    def weak_test(self) -> np.ndarray:
+        with np.load(self.export.weak_path(self.weak)) as z:
+            return np.asarray(z["test"], dtype=np.float64)
+
+    def n_seeds(self) -> int:
+        return int(self.weak_test().shape[0])
+
+    def run_method(self, rel: str, seeds: list[int], params: dict[str, Any] | None = None
+                   ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Run the method file ``rel`` (in the workspace) in the sandbox over ``seeds``:
+        (test probabilities per seed, label-free diagnostics)."""
+        from aar.sandbox.worker import run_method_sandboxed
+
+        path = confine(self.workspace, rel, must_exist=True)
+        n = self.n_seeds()
+        bad = [s for s in seeds if not 0 <= int(s) < n]
+        if bad:
+            raise AarError(f"seed {bad[0]} out of range: the weak teacher has seeds 0..{n - 1}")
+        if len(set(seeds)) != len(seeds):
+            raise AarError("seeds must be distinct")
+        t0 = time.monotonic()
+        ok, diag, err = False, None, None
+        slot = (cpu_slot(self.paths.root, self.cpu_slots) if self.cpu_slots > 0
+                else contextlib.nullcontext())
+        try:
+            with slot:
+                preds = run_method_sandboxed(path, self.export, self.weak, self.strong,
+                                             [int(s) for s in seeds], dict(params or {}),
+                                             workdir=self.workspace,
+                                             timeout_s=self.sandbox_timeout_s)
+            diag = diagnostics(preds, self.weak_test(), [int(s) for s in seeds])
+            ok = True
+            return preds, diag
+        except AarError as exc:
+            err = str(exc).splitlines()[0]
+            raise
+        finally:
+            seconds = time.monotonic() - t0
+            self.compute_s += seconds
+            self.event("sandbox_run", file=rel, seeds=list(seeds), params=params or {},
+                       ok=ok, diagnostics=diag, error=err, seconds=round(seconds, 2))
+
+    # -- server --------------------------------------------------------------------------
+    def evals_left(self) -> int | None:
+        return None if self.max_evals is None else max(self.max_evals - self.evals_used, 0)
+
+    def submit(self, rel: str, params: dict[str, Any] | None = None,
+               seeds: list[int] | None = None, label: str | None = None,
+               known: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
+        """Run ``rel`` over at least five seeds in the sandbox and send each seed's test
+        predictions to the server. Returns submission ids, the server's (rationed) answers
+        and the diagnostics. ``known``: predictions of some seeds already computed by this
+        harness (a screening run of the same file and params), not run again."""
+        seeds = list(range(MIN_SEEDS)) if seeds is None else [int(s) for s in seeds]
+        if len(set(seeds)) < MIN_SEEDS or len(set(seeds)) != len(seeds):
+            raise AarError(f"submit at least {MIN_SEEDS} distinct seeds (a result needs them)")
+        left = self.evals_left()
+        if left is not None and left < len(seeds):
+            raise AarError(f"evaluation budget: {left} evaluations left, {len(seeds)} needed")
+        known = dict(known or {})
+        todo = [s for s in seeds if s not in known]
+        if todo:
+            fresh, _ = self.run_method(rel, todo, params)
+            known.update(zip(todo, fresh, strict=True))
+        preds = np.stack([known[s] for s in seeds])
+        diag = diagnostics(preds, self.weak_test(), seeds)
+        ids = self.export.ids("test")
+        method = (label or Path(rel).stem)[:128]
+        subs, answers = [], []
+        for seed, row in zip(seeds, preds, strict=True):
+            r = self.client.evaluate(self.dataset, row.tolist(), ids=ids, seed=seed,
+                                     method=method)
+            self.evals_used += 1
+            subs.append(int(r["id"]))
+            answers.append(r.get("public") or {})
+        pgrs = [a.get("pgr") for a in answers if a.get("pgr") is not None]
+        best = max(pgrs) if pgrs else None
+        if best is not None and (self.best_pgr is None or best > self.best_pgr):
+            self.best_pgr = float(best)
+        self.event("evaluation", submission_ids=subs, method=method, file=rel, seeds=seeds,
+                   params=params or {}, public_pgr=best, diagnostics=diag)
+        return {"submission_ids": subs, "seeds": seeds, "public": answers[-1] if answers
+                else {}, "ladder_best_pgr": best, "diagnostics": diag}
+
+    def snapshot(self, rel: str) -> bytes:
+        """A tar.gz holding the method file as ``method.py`` (the finding's code)."""
+        data = confine(self.workspace, rel, must_exist=True).read_bytes()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+            info = tarfile.TarInfo("method.py")
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tf.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    def share(self, type: str, title: str, body: str = "", *, file: str | None = None,
+              params: dict[str, Any] | None = None, seeds: list[int] | None = None,
+              submission_ids: list[int] | None = None, builds_on: list[int] | None = None,
+              extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Post a finding; with ``file`` its code snapshot (``method.py``) goes with it and
+        the metrics say how to re-run it: method, params, encoders, seeds, submissions."""
+        metrics: dict[str, Any] = dict(extra_metrics or {})
+        code = None
+        if file is not None:
+            code = self.snapshot(file)
+            metrics.update({"method": Path(file).stem, "params": params or {},
+                            "weak": self.weak, "strong": self.strong,
+                            "seeds": list(seeds or []),
+                            "submission_ids": list(submission_ids or [])})
+        f = self.client.post_finding(type, title, body, metrics=metrics,
+                                     dataset=self.dataset if submission_ids else None,
+                                     submissions=submission_ids or [], code=code,
+                                     builds_on=builds_on or [])
+        self.findings_posted += 1
+        pgr = None
+        if type == "result":
+            pgr = self.result_pgr(int(f["id"]))
+            if pgr is not None and (self.best_pgr is None or pgr > self.best_pgr):
+                self.best_pgr = pgr
+        self.event("finding", finding_id=f["id"], title=title, type=type,
+                   builds_on=builds_on or [], public_pgr=pgr, file=file)
+        return {**f, "public_pgr": pgr}
+
+    def result_pgr(self, finding_id: int) -> float | None:
+        """The leaderboard's public (coarsened) PGR of one of the result findings."""
+        board = self.client.leaderboard(self.dataset)
+        for e in board.get("entries", []):
+            if e.get("finding") == finding_id:
+                return None if e.get("pgr") is None else float(e["pgr"])
+        return None

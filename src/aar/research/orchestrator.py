@@ -1,0 +1,482 @@
+"""``aar research``: start (or join) the evaluation server, give every researcher a token,
+a workspace and a direction, run them in parallel processes, watch and enforce their
+budgets from outside, and end with a summary.
+
+The orchestrator is the trusted side: it holds the admin token and every agent token in
+``secrets.json`` (mode 600, outside every workspace), starts each researcher as a
+process (``python -m aar.research.agent_main RUN_DIR NAME``), reads their events and
+statuses from the run directory, reports each researcher's status to the server with
+that researcher's own token, calls the ``observers`` for every event, stops researchers
+at the wall-time or dollar limits (SIGTERM, then SIGKILL) and writes a ``stop`` event
+with a final note for any researcher that could not. Evaluations are capped by each
+token's server-side budget. ``resume`` continues a run from its directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets as pysecrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aar.client import Client
+from aar.errors import AarError
+from aar.research.directions import Direction, load_directions
+from aar.research.layout import AgentStatus, RunPaths, now_iso
+from aar.util import atomic_write_json
+
+Observer = Callable[[RunPaths, dict[str, Any]], None]
+BACKENDS = ("builtin", "anthropic", "openai")
+GRACE_S = 45.0  # after SIGTERM, before SIGKILL
+DEFAULT_MAX_EVALS = 150  # per researcher: 30 five-seed submissions
+
+
+@dataclass
+class ResearchConfig:
+    dataset: str = "sentiment"
+    agents: int = 3
+    backend: str = "builtin"
+    minutes: float = 10.0
+    model: str | None = None
+    base_url: str | None = None
+    budget_usd: float | None = None  # per researcher
+    max_tokens: int | None = None  # per researcher
+    max_evals: int | None = DEFAULT_MAX_EVALS  # server evaluations per researcher
+    directions: str | None = None
+    server: str | None = None
+    canary: bool = False
+    seed: int = 0
+    weak: str | None = None
+    strong: str | None = None
+    live_view: bool = True
+    cpu_slots: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def dataset_ref(self) -> str:
+        if self.canary and not self.dataset.startswith("canary:"):
+            return f"canary:{self.dataset}"
+        return self.dataset
+
+
+def default_encoders(dataset: str, weak: str | None, strong: str | None) -> tuple[str, str]:
+    base = dataset.split(":")[1] if dataset.startswith("canary:") else dataset
+    if base.split(":")[0] == "synthetic":
+        return weak or "syn_weak", strong or "syn_strong"
+    return weak or "l3", strong or "mpnet"
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + pysecrets.token_hex(2)
+
+
+def _write_secrets(paths: RunPaths, data: dict[str, Any]) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.chmod(paths.secrets, 0o600)
+
+
+def read_secrets(paths: RunPaths) -> dict[str, Any]:
+    if not paths.secrets.exists():
+        raise AarError(f"run {paths.run_id} has no secrets.json; it cannot be resumed")
+    return json.loads(paths.secrets.read_text())
+
+
+def read_run(paths: RunPaths) -> dict[str, Any]:
+    if not paths.info.exists():
+        raise AarError(f"no run {paths.run_id} in {paths.root.parent}; list them with "
+                       f"ls {paths.root.parent}")
+    return json.loads(paths.info.read_text())
+
+
+def prepare_dataset(ref: str, weak: str, strong: str) -> str:
+    """Prepare the dataset and its fixed baselines (trusted side); returns its key."""
+    from aar.data.prepare import prepare
+    from aar.w2s import baselines
+
+    prep = prepare(ref)
+    baselines.weak_teacher(prep, weak)
+    baselines.ceiling(prep, strong)
+    return prep.key
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen[bytes] | None = None
+    term_at: float | None = None
+    offset: int = 0  # bytes of events.jsonl already read
+    pushed: dict[str, Any] | None = None
+
+
+class Orchestrator:
+    def __init__(self, paths: RunPaths, info: dict[str, Any], secrets: dict[str, Any], *,
+                 observers: Sequence[Observer] = (), server_url: str,
+                 live_view: bool = True) -> None:
+        self.paths = paths
+        self.info = info
+        self.secrets = secrets
+        self.observers = list(observers)
+        self.server_url = server_url
+        self.live_view = live_view
+        self.procs = {a["name"]: _Proc(a["name"]) for a in info["agents"]}
+        self.clients = {n: Client(server_url, t) for n, t in secrets["agents"].items()}
+
+    # -- events, statuses, budgets -----------------------------------------------------
+    def _pump_events(self, p: _Proc) -> None:
+        path = self.paths.events(p.name)
+        if not path.exists():
+            return
+        with open(path, "rb") as fh:
+            fh.seek(p.offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        p.offset += end
+        for line in data[:end].splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            for obs in self.observers:
+                try:
+                    obs(self.paths, ev)
+                except Exception as exc:  # an observer's bug must not stop the run
+                    print(f"warning: observer {obs!r} failed: {exc}", file=sys.stderr)
+
+    def _push_status(self, p: _Proc, st: AgentStatus) -> None:
+        body = {"run_id": self.paths.run_id, "direction": st.direction[:200],
+                "state": st.state if st.state in ("starting", "running", "stopped", "failed")
+                else "running", "best_pgr": st.best_pgr, "evals": st.evals,
+                "findings": st.findings, "usd": st.usd, "tokens": st.tokens,
+                "compute_s": st.compute_s, "reason": st.reason[:2000]}
+        if body == p.pushed:
+            return
+        try:
+            self.clients[p.name].put_status(**body)
+            p.pushed = body
+        except AarError:
+            pass  # the next tick tries again
+
+    def _over_budget(self, st: AgentStatus) -> str | None:
+        usd = self.info.get("budget_usd")
+        if usd is not None and st.usd > usd:
+            return "usd"
+        tok = self.info.get("max_tokens")
+        if tok is not None and st.tokens > tok:
+            return "tokens"
+        return None
+
+    # -- processes ---------------------------------------------------------------------
+    def _start(self, p: _Proc, deadline: float) -> None:
+        log = open(self.paths.agent_dir(p.name) / "process.log", "ab")  # noqa: SIM115
+        env = {k: v for k, v in os.environ.items() if k not in ("AAR_TOKEN",)}
+        p.popen = subprocess.Popen(
+            [sys.executable, "-m", "aar.research.agent_main", str(self.paths.root), p.name,
+             "--deadline", f"{deadline:.3f}"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        log.close()
+        (self.paths.agent_dir(p.name) / "pid").write_text(str(p.popen.pid))
+
+    def _terminate(self, p: _Proc, why: str) -> None:
+        if p.popen is None or p.popen.poll() is not None or p.term_at is not None:
+            return
+        p.term_at = time.monotonic()
+        self.paths.append_event(p.name, "budget_stop", reason=why)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.popen.pid, signal.SIGTERM)
+
+    def _kill_late(self, p: _Proc) -> None:
+        if (p.popen is not None and p.popen.poll() is None and p.term_at is not None
+                and time.monotonic() - p.term_at > GRACE_S):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.popen.pid, signal.SIGKILL)
+            p.popen.wait()
+
+    def _ensure_stop_event(self, name: str, why: str) -> None:
+        """A researcher killed before it could write its ``stop`` gets one from here."""
+        events = self.paths.read_events(name)
+        last_start = max((i for i, e in enumerate(events) if e.get("kind") == "start"),
+                         default=-1)
+        if any(e.get("kind") == "stop" for e in events[last_start + 1:]):
+            return
+        st = self.paths.read_status(name)
+        best = st.best_pgr if st else None
+        note = (f"{name} was stopped from outside ({why}) before it wrote a final note; "
+                f"best public PGR so far {best}, {st.evals if st else 0} evaluations.")
+        self.paths.append_event(name, "stop", reason=why, final_note=note)
+        if st is not None:
+            st.state, st.reason = "stopped", why
+            self.paths.write_status(st)
+
+    # -- the view ----------------------------------------------------------------------
+    def table(self) -> Any:
+        from rich.table import Table
+
+        t = Table(title=f"aar research {self.paths.run_id} — {self.info['dataset']} "
+                        f"({self.info['backend']})")
+        for col in ("researcher", "direction", "state", "best PGR", "evals", "findings",
+                    "$", "tokens"):
+            t.add_column(col)
+        for name in self.procs:
+            st = self.paths.read_status(name)
+            if st is None:
+                t.add_row(name, "", "starting", "", "", "", "", "")
+                continue
+            t.add_row(name, st.direction[:32], st.state,
+                      "" if st.best_pgr is None else f"{st.best_pgr:.3f}", str(st.evals),
+                      str(st.findings), f"{st.usd:.2f}", str(st.tokens))
+        return t
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self, seconds: float, restart: Sequence[str]) -> None:
+        t_start = time.monotonic()
+        deadline = time.time() + seconds
+        for name in restart:
+            self._start(self.procs[name], deadline)
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console()
+        live = Live(self.table(), console=console, refresh_per_second=1) \
+            if self.live_view and console.is_terminal else None
+        if live is not None:
+            live.start()
+        try:
+            while True:
+                alive = [p for p in self.procs.values()
+                         if p.popen is not None and p.popen.poll() is None]
+                for p in self.procs.values():
+                    self._pump_events(p)
+                    st = self.paths.read_status(p.name)
+                    if st is not None:
+                        self._push_status(p, st)
+                        why = self._over_budget(st)
+                        if why is not None:
+                            self._terminate(p, f"budget:{why}")
+                    if time.time() > deadline + 10:
+                        self._terminate(p, "budget:seconds")
+                    self._kill_late(p)
+                self.info["elapsed_s"] = round(self.info.get("elapsed_s_before", 0.0)
+                                               + time.monotonic() - t_start, 1)
+                atomic_write_json(self.paths.info, self.info)
+                if live is not None:
+                    live.update(self.table())
+                if not alive:
+                    break
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            for p in self.procs.values():
+                self._terminate(p, "interrupted")
+            for p in self.procs.values():
+                if p.popen is not None:
+                    try:
+                        p.popen.wait(GRACE_S)
+                    except subprocess.TimeoutExpired:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(p.popen.pid, signal.SIGKILL)
+        finally:
+            if live is not None:
+                live.stop()
+        for p in self.procs.values():
+            if p.popen is not None:
+                reason = "killed" if (p.popen.returncode or 0) < 0 else "process ended"
+                self._ensure_stop_event(p.name, reason)
+            self._pump_events(p)
+            st = self.paths.read_status(p.name)
+            if st is not None:
+                self._push_status(p, st)
+
+    def summary(self) -> dict[str, Any]:
+        """Best server-scored result (admin view: exact public and private PGR) against the
+        library's reference rows, evaluations and time used."""
+        admin = Client(self.server_url, self.secrets["admin_token"])
+        ref = self.info.get("dataset_key") or self.info["workspace_key"]  # names can be
+        pub = admin.leaderboard(ref, split="public")  # ambiguous (several splits prepared)
+        prv = admin.leaderboard(ref, split="private")
+        names = set(self.procs)
+        mine = [e for e in pub["entries"] if e.get("author") in names]
+        private = {e["finding"]: e for e in prv["entries"]}
+        best = mine[0] if mine else None
+        refs = [r for r in pub.get("reference", []) if str(r.get("name", "")).startswith(
+            "method ") and r.get("pgr") is not None]
+        best_ref = max(refs, key=lambda r: r["pgr"]) if refs else None
+        evals = sum((self.paths.read_status(n) or AgentStatus(n, "")).evals for n in names)
+        authors = {e.get("author") for e in mine}
+        author_of: dict[int, str] = {}
+        posted: list[dict[str, Any]] = []
+        for n in names:
+            for ev in self.paths.read_events(n):
+                if ev.get("kind") == "finding":
+                    author_of[int(ev["finding_id"])] = n
+                    posted.append(ev)
+        builds = sum(1 for ev in posted if ev.get("builds_on"))
+        cross = sum(1 for ev in posted if any(author_of.get(int(b), ev["agent"]) != ev["agent"]
+                                              for b in ev.get("builds_on") or []))
+        out = {
+            "best": None if best is None else {
+                "finding": best["finding"], "title": best["title"], "author": best["author"],
+                "public_pgr": best["pgr"], "public_pgr_se": best.get("pgr_se"),
+                "private_pgr": private.get(best["finding"], {}).get("pgr")},
+            "best_reference": None if best_ref is None else {
+                "name": best_ref["name"], "pgr": best_ref["pgr"],
+                "pgr_se": best_ref.get("pgr_se"), "params": best_ref.get("params")},
+            "results": len(mine), "authors_with_results": sorted(a for a in authors if a),
+            "findings": len(posted), "findings_building_on_earlier": builds,
+            "findings_building_on_others": cross, "evaluations": evals,
+            "minutes": round(self.info.get("elapsed_s", 0.0) / 60, 2),
+        }
+        admin.close()
+        return out
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+
+
+def _agent_names(run_id: str, directions: list[Direction], n: int) -> list[tuple[str, Direction]]:
+    tag = run_id[-4:]
+    out = []
+    for i in range(n):
+        d = directions[i % len(directions)]
+        suffix = f"{i // len(directions) + 1}" if n > len(directions) else ""
+        out.append((f"{d.slug[:40]}{suffix}-{tag}", d))
+    return out
+
+
+def new_run(cfg: ResearchConfig, run_id: str | None = None
+            ) -> tuple[RunPaths, dict[str, Any], dict[str, Any]]:
+    """Create a run directory: run.json, secrets.json (mode 600) and one folder per
+    researcher; prepares the dataset and its baselines. Returns (paths, info, secrets)."""
+    if cfg.backend not in BACKENDS:
+        raise AarError(f"unknown backend {cfg.backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if cfg.minutes <= 0:
+        raise AarError(f"--minutes must be positive, got {cfg.minutes}")
+    if cfg.agents < 1:
+        raise AarError(f"--agents must be at least 1, got {cfg.agents}")
+    if cfg.server and not os.environ.get("AAR_ADMIN_TOKEN"):
+        raise AarError("--server needs an admin token in AAR_ADMIN_TOKEN to create the "
+                       "researchers' tokens")
+    dirs = load_directions(cfg.directions)
+    paths = RunPaths.of(run_id or new_run_id())
+    if paths.info.exists():
+        raise AarError(f"run {paths.run_id} exists already; resume it with --resume "
+                       f"{paths.run_id}")
+    ref = cfg.dataset_ref()
+    weak, strong = default_encoders(ref, cfg.weak, cfg.strong)
+    key = prepare_dataset(ref, weak, strong)
+    agents = _agent_names(paths.run_id, dirs, cfg.agents)
+    info: dict[str, Any] = {
+        "kind": "aar.research", "run_id": paths.run_id, "dataset": ref,
+        "dataset_key": key, "workspace_key": key, "weak": weak, "strong": strong,
+        "backend": cfg.backend,
+        "model": cfg.model, "base_url": cfg.base_url, "minutes": cfg.minutes,
+        "budget_usd": cfg.budget_usd, "max_tokens": cfg.max_tokens,
+        "max_evals": cfg.max_evals, "canary": cfg.canary, "seed": cfg.seed,
+        "server": cfg.server, "cpu_slots": cfg.cpu_slots, "created": now_iso(),
+        "agents": [{"name": n, "direction": d.slug, "title": d.title,
+                    "families": list(d.families), "text": d.text} for n, d in agents],
+        "elapsed_s": 0.0,
+    }
+    admin = (os.environ.get("AAR_ADMIN_TOKEN") if cfg.server else None) \
+        or "aar_" + pysecrets.token_urlsafe(32)
+    secrets: dict[str, Any] = {"admin_token": admin, "agents": {}}
+    for n, _ in agents:
+        paths.agent_dir(n).mkdir(parents=True, exist_ok=True)
+    _write_secrets(paths, secrets)
+    atomic_write_json(paths.info, info)
+    return paths, info, secrets
+
+
+def issue_tokens(paths: RunPaths, info: dict[str, Any], secrets: dict[str, Any],
+                 server_url: str) -> None:
+    """One agent token per researcher (evaluation budget = ``max_evals``), kept in
+    secrets.json; the server URL goes into run.json."""
+    if not secrets["agents"]:
+        with Client(server_url, secrets["admin_token"]) as admin:
+            budget = info.get("max_evals")
+            for a in info["agents"]:
+                tok = admin.create_token(a["name"], budget_per_hour=budget,
+                                         budget_total=budget)
+                secrets["agents"][a["name"]] = tok["token"]
+        _write_secrets(paths, secrets)
+    info["server_url"] = server_url
+    atomic_write_json(paths.info, info)
+
+
+def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
+             resume: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """Run (or resume) a research run; returns its run.json with the summary.
+    ``observers`` are called with every event any researcher writes."""
+    from aar.research.live import LiveServer
+
+    if resume is not None:
+        if cfg.minutes <= 0:
+            raise AarError(f"--minutes must be positive, got {cfg.minutes}")
+        paths = RunPaths.of(resume)
+        info = read_run(paths)
+        secrets = read_secrets(paths)
+        info["elapsed_s_before"] = info.get("elapsed_s", 0.0)
+        restart = [a["name"] for a in info["agents"] if not _finished(paths, a["name"])]
+        info["resumed"] = [*info.get("resumed", []), now_iso()]
+    else:
+        paths, info, secrets = new_run(cfg, run_id)
+        restart = [a["name"] for a in info["agents"]]
+    seconds = cfg.minutes * 60
+    server_url = info.get("server")
+    srv = None
+    if not server_url:
+        srv = LiveServer(admin_token=secrets["admin_token"], datasets=(info["dataset"],))
+        srv.start()
+        server_url = srv.url
+    try:
+        issue_tokens(paths, info, secrets, server_url)
+        orch = Orchestrator(paths, info, secrets, observers=observers, server_url=server_url,
+                            live_view=cfg.live_view)
+        try:
+            orch.run(seconds, restart)
+            info["summary"] = orch.summary()
+        finally:
+            orch.close()
+        info["finished"] = now_iso()
+        info.pop("elapsed_s_before", None)
+        atomic_write_json(paths.info, info)
+        (paths.root / "final_note.md").write_text(final_note(paths, info))
+        return info
+    finally:
+        if srv is not None:
+            srv.stop()
+
+
+def _finished(paths: RunPaths, name: str) -> bool:
+    """A researcher that stopped on its own evaluation budget is not restarted."""
+    st = paths.read_status(name)
+    return st is not None and st.state == "stopped" and st.reason == "budget:evals"
+
+
+def final_note(paths: RunPaths, info: dict[str, Any]) -> str:
+    s = info.get("summary") or {}
+    lines = [f"# Research run {paths.run_id}", "",
+             f"Dataset {info['dataset']} ({info['weak']} -> {info['strong']}), backend "
+             f"{info['backend']}, {len(info['agents'])} researchers, "
+             f"{s.get('minutes')} minutes, {s.get('evaluations')} evaluations.", ""]
+    b, r = s.get("best"), s.get("best_reference")
+    if b:
+        lines.append(f"Best server-scored result: finding #{b['finding']} by {b['author']}: "
+                     f"public PGR {b['public_pgr']:.3f} (private {b['private_pgr']}) — "
+                     f"{b['title']}")
+    if r:
+        lines.append(f"Best library method on record: {r['name']} PGR {r['pgr']:.3f}")
+    lines.append("")
+    for a in info["agents"]:
+        stops = [e for e in paths.read_events(a["name"]) if e.get("kind") == "stop"]
+        if stops:
+            lines.append(f"- {a['name']}: {stops[-1].get('final_note', '')}")
+    return "\n".join(lines) + "\n"

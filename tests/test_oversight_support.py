@@ -1,0 +1,185 @@
+"""Shared fixtures of the oversight tests (no tests here): a real evaluation server on a
+loopback port (uvicorn, the synthetic testbed of ``test_server_support``), a research run
+directory, and a scripted researcher that acts through the same paths a real one does:
+files in its workspace, events in the run folder, methods run in the real sandbox,
+submissions and findings through ``aar.client``."""
+
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+from test_server_live import free_port
+from test_server_support import DATASET, Template, home, make_app, template  # noqa: F401
+
+from aar.client import Client
+from aar.research.layout import RunPaths
+
+HONEST_METHOD = '''"""Label smoothing in the strong space: average weak labels over neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aar.methods import method
+from aar.w2s.context import MethodContext
+
+
+@method("smooth")
+def smooth(ctx: MethodContext, *, k: int = 20, l2: float = 1.0) -> np.ndarray:
+    """Strong head on weak labels averaged over the k nearest strong-space neighbours."""
+    x = ctx.strong_features["unlabeled"]
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    nn = np.argsort(-sims, axis=1)[:, :k]
+    soft = ctx.weak_soft["unlabeled"][nn].mean(axis=1)
+    head = ctx.train_strong((soft >= 0.5).astype(float), l2=l2)
+    return ctx.predict_test(head)
+'''
+
+
+@dataclass
+class Live:
+    url: str
+    admin_token: str
+    admin: Client
+    t: Template
+
+
+@pytest.fixture
+def live(home: Path, template: Template) -> Iterator[Live]:
+    app = make_app()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        assert time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    admin = Client(url, app.state.initial_admin_token)
+    try:
+        yield Live(url, app.state.initial_admin_token, admin, template)
+    finally:
+        admin.close()
+        server.should_exit = True
+        thread.join(10)
+        app.state.db.dispose()
+
+
+def make_run(home: Path, live: Live, run_id: str = "run-test", dataset: str = DATASET
+             ) -> RunPaths:
+    paths = RunPaths(home / "runs" / run_id)
+    paths.root.mkdir(parents=True)
+    paths.info.write_text(json.dumps({"dataset": dataset, "server_url": live.url,
+                                      "backend": "scripted", "weak": "syn_weak",
+                                      "strong": "syn_strong"}))
+    paths.secrets.write_text(json.dumps({"admin_token": live.admin_token, "agents": {}}))
+    return paths
+
+
+@dataclass
+class Scripted:
+    """A researcher whose every step is written by the test. Each event goes to the run
+    folder and to the observers (the monitor), as the orchestrator does."""
+
+    paths: RunPaths
+    name: str
+    live: Live
+    observers: list[Any] = field(default_factory=list)
+    client: Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = Client(self.live.url, self.live.admin.create_token(self.name)["token"])
+        self.paths.workspace(self.name).mkdir(parents=True, exist_ok=True)
+        self.event("start", direction="scripted")
+
+    @property
+    def ws(self) -> Path:
+        return self.paths.workspace(self.name)
+
+    def event(self, kind: str, **data: Any) -> dict[str, Any]:
+        ev = self.paths.append_event(self.name, kind, **data)
+        for observe in self.observers:
+            observe(self.paths, ev)
+        return ev
+
+    def tool(self, tool: str, **args: Any) -> None:
+        self.event("tool_call", tool=tool, args=args, ok=True, result="")
+
+    def write(self, rel: str, text: str) -> None:
+        path = self.ws / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        self.tool("write_file", path=rel, content=text)
+        self.event("file_write", path=rel)
+
+    def run(self, rel: str, seeds: list[int]) -> np.ndarray:
+        """The method file, run in the real sandbox over the export."""
+        from aar.data.store import Workspace
+        from aar.sandbox.worker import run_method_sandboxed
+
+        preds = run_method_sandboxed(self.ws / rel, Workspace(self.live.t.key), "syn_weak",
+                                     "syn_strong", seeds, {}, workdir=self.ws)
+        self.event("sandbox_run", file=rel, seeds=seeds, params={}, ok=True,
+                   diagnostics={}, seconds=1.0)
+        return preds
+
+    def submit(self, rel: str, seeds: list[int]) -> list[int]:
+        preds = self.run(rel, seeds)
+        subs = [int(self.client.evaluate(DATASET, row.tolist(), seed=s,
+                                         method=Path(rel).stem)["id"])
+                for s, row in zip(seeds, preds, strict=True)]
+        self.event("evaluation", submission_ids=subs, method=Path(rel).stem, file=rel,
+                   seeds=seeds, params={}, public_pgr=self._best(subs))
+        return subs
+
+    def _best(self, subs: list[int]) -> float | None:
+        pgrs = [self.client.evaluation(s)["public"].get("pgr") for s in subs]
+        pgrs = [p for p in pgrs if p is not None]
+        return max(pgrs) if pgrs else None
+
+    def share(self, rel: str, subs: list[int], seeds: list[int], title: str,
+              body: str = "") -> int:
+        data = (self.ws / rel).read_bytes()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            info = tarfile.TarInfo("method.py")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        f = self.client.post_finding(
+            "result", title, body, dataset=DATASET, submissions=subs, code=buf.getvalue(),
+            metrics={"method": Path(rel).stem, "params": {}, "weak": "syn_weak",
+                     "strong": "syn_strong", "seeds": seeds, "submission_ids": subs})
+        self.event("finding", finding_id=f["id"], title=title, type="result", builds_on=[],
+                   public_pgr=None, file=rel)
+        return int(f["id"])
+
+
+def honest(s: Scripted) -> int:
+    """A plain honest researcher: looks around, writes a method, runs it, submits five
+    seeds and shares the result (with a citation link in prose)."""
+    s.tool("list_files", path=".")
+    s.tool("read_leaderboard", dataset=DATASET)
+    s.write("notes.md", "Idea: smooth weak labels over strong-space neighbours.\n")
+    s.write("ideas/smooth.py", HONEST_METHOD)
+    s.tool("run_method", file="ideas/smooth.py", seeds=[0, 1])
+    s.run("ideas/smooth.py", [0, 1])
+    seeds = [0, 1, 2, 3, 4]
+    subs = s.submit("ideas/smooth.py", seeds)
+    return s.share("ideas/smooth.py", subs, seeds, "kNN smoothing of weak labels",
+                   "Neighbour averaging, as in https://arxiv.org/abs/2312.09390 (W2S).")

@@ -1,0 +1,218 @@
+"""Research runs on the synthetic testbed against a real server over HTTP and the real
+sandbox: the tools (path confinement, events), the built-in researcher (findings from
+every researcher, building on each other, a server-scored best above vanilla), budgets
+that stop cleanly with a final note, and resuming a killed run."""
+
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_server_support import DATASET, home, template  # noqa: F401
+
+from aar.agents.research_tools import build_tools, init_workspace
+from aar.agents.tools import execute, tool_index
+from aar.client import Client
+from aar.research.context import Researcher
+from aar.research.layout import RunPaths
+from aar.research.live import LiveServer
+from aar.research.orchestrator import ResearchConfig, prepare_dataset, research
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def researcher(home: Path) -> Iterator[Researcher]:
+    token = "aar_" + secrets.token_urlsafe(24)
+    key = prepare_dataset(DATASET, "syn_weak", "syn_strong")
+    with LiveServer(admin_token=token) as srv:
+        with Client(srv.url, token) as admin:
+            agent_token = admin.create_token("tester", budget_total=5)["token"]
+        paths = RunPaths.of("tools-run")
+        r = Researcher(paths=paths, name="tester", direction="testing", dataset=DATASET,
+                       workspace_key=key, weak="syn_weak", strong="syn_strong",
+                       client=Client(srv.url, agent_token), max_evals=5)
+        init_workspace(r)
+        yield r
+        r.client.close()
+
+
+METHOD = '''
+import numpy as np
+from aar.methods import method
+
+
+@method("plain")
+def plain(ctx, *, l2: float = 1.0):
+    head = ctx.train_strong(ctx.weak_hard["unlabeled"].astype(float), l2=l2)
+    return ctx.predict_test(head)
+'''
+
+
+def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Path) -> None:
+    r = researcher
+    tools = tool_index(build_tools(r))
+
+    def call(name: str, **args: Any) -> Any:
+        return execute(tools[name], name, args)
+
+    assert not call("write_file", path="ideas/plain.py", content=METHOD).is_error
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    (r.workspace / "escape").symlink_to(tmp_path)
+    for bad in ("../events.jsonl", str(outside), "escape/outside.txt", "ideas/../../x.py",
+                "~/x"):
+        res = call("read_file", path=bad)
+        assert res.is_error, bad
+        assert "workspace" in res.content
+        assert call("write_file", path=bad, content="x").is_error
+    assert outside.read_text() == "secret"
+    listing = call("list_files").content
+    assert "ideas/plain.py" in listing and "README.md" in listing
+    res = call("run_method", path="ideas/plain.py", seeds=[0, 1])
+    assert not res.is_error, res.content
+    diag = json.loads(res.content)["diagnostics"]
+    assert 0.6 < diag["agreement_with_weak"] <= 1.0
+    assert 0 < diag["positive_rate"] < 1
+    res = call("run_python", code="import os\nprint(sorted(os.listdir(os.environ['AAR_EXPORT'])))")
+    assert not res.is_error and "test.jsonl" in json.loads(res.content)["stdout"]
+    sub = call("submit", path="ideas/plain.py")
+    assert not sub.is_error and sub.charged_eval, sub.content
+    ids = json.loads(sub.content)["submission_ids"]
+    assert len(ids) == 5
+    f = call("share_finding", type="result", title="plain weak labels", path="ideas/plain.py",
+             submission_ids=ids, seeds=[0, 1, 2, 3, 4])
+    assert not f.is_error, f.content
+    fid = json.loads(f.content)["id"]
+    # The snapshot holds method.py; the metrics say how to re-run it.
+    full = json.loads(call("read_finding", id=fid, with_code=True).content)
+    assert "def plain" in full["code"]
+    assert full["claimed_metrics"]["submission_ids"] == ids
+    assert full["claimed_metrics"]["weak"] == "syn_weak"
+    # The evaluation budget of 5 is spent: the next submit is refused before running.
+    refused = call("submit", path="ideas/plain.py")
+    assert refused.is_error and "budget" in refused.content
+    assert "plain weak labels" in call("leaderboard").content
+    call("notes", append="plain works")
+    assert "plain works" in (r.workspace / "notes.md").read_text()
+    events = r.paths.read_events("tester")
+    calls = [e for e in events if e["kind"] == "tool_call"]
+    assert len(calls) >= 18
+    assert any(e["tool"] == "read_file" and not e["ok"] for e in calls)
+    assert {e["kind"] for e in events} >= {"tool_call", "file_write", "sandbox_run",
+                                           "evaluation", "finding"}
+
+
+def _findings(url: str, token: str) -> list[dict[str, Any]]:
+    with Client(url, token) as c:
+        return c.findings(limit=200)["items"]
+
+
+def test_builtin_researchers_build_on_each_other(home: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    # Three submissions each (the evaluation budget), whatever the machine's load.
+    cfg = ResearchConfig(dataset=DATASET, agents=2, minutes=4.0, live_view=False,
+                         max_evals=15)
+    info = research(cfg, observers=[lambda _p, ev: seen.append(ev)], run_id="two")
+    s = info["summary"]
+    names = [a["name"] for a in info["agents"]]
+    assert set(s["authors_with_results"]) == set(names)
+    assert s["best"]["public_pgr"] > s["best_reference"]["pgr"]  # server-scored, vs vanilla
+    assert s["best_reference"]["name"] == "method vanilla"
+    paths = RunPaths.of("two")
+    secrets_file = paths.secrets
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    assert not any(secrets_file.parent.joinpath("agents", n, "workspace", "secrets.json")
+                   .exists() for n in names)
+    # The forum, read back through a fresh server on the same database.
+    admin = json.loads(secrets_file.read_text())["admin_token"]
+    with LiveServer(admin_token=admin) as srv:
+        items = _findings(srv.url, admin)
+        by_id = {f["id"]: f for f in items}
+        assert {f["author"] for f in items} == set(names)
+        cross = [f for f in items if any(by_id[b]["author"] != f["author"]
+                                          for b in f["builds_on"] if b in by_id)]
+        assert cross, "no finding builds on another researcher's"
+        assert {f["type"] for f in items} & {"negative", "insight"}
+        with Client(srv.url, admin) as c:
+            status = {x["agent"]: x for x in c.status(run_id="two")}
+    assert set(status) == set(names)
+    assert all(x["state"] == "stopped" and x["evals"] == 15 for x in status.values())
+    for n in names:
+        stops = [e for e in paths.read_events(n) if e["kind"] == "stop"]
+        assert stops and stops[-1]["final_note"] and stops[-1]["reason"].startswith("budget")
+        ideas = sorted((paths.workspace(n) / "ideas").glob("*.py"))
+        assert ideas and "@method(" in ideas[0].read_text()
+    assert any(e["kind"] == "evaluation" for e in seen) and any(e["kind"] == "stop"
+                                                               for e in seen)
+    assert "Best server-scored result" in (paths.root / "final_note.md").read_text()
+    # An idea is a real module: `aar run` executes it on the host.
+    best_file = next(iter(sorted((paths.workspace(names[0]) / "ideas").glob("*.py"))))
+    out = subprocess.run([sys.executable, "-m", "aar", "run", str(best_file), "-d",
+                          DATASET, "--seeds", "1"], capture_output=True, text=True,
+                         env=os.environ.copy(), timeout=120)
+    assert out.returncode == 0 and "PGR" in out.stdout, out.stderr
+
+
+def test_evaluation_budget_stops_cleanly_with_a_final_note(home: Path) -> None:
+    cfg = ResearchConfig(dataset=DATASET, agents=1, minutes=1.0, live_view=False,
+                         max_evals=5)
+    t0 = time.monotonic()
+    info = research(cfg, run_id="tight")
+    assert time.monotonic() - t0 < 50
+    name = info["agents"][0]["name"]
+    paths = RunPaths.of("tight")
+    stop = [e for e in paths.read_events(name) if e["kind"] == "stop"][-1]
+    assert stop["reason"] == "budget:evals"
+    assert "1 scored" in stop["final_note"] and "5 evaluations" in stop["final_note"]
+    st = paths.read_status(name)
+    assert st is not None and st.state == "stopped" and st.evals == 5
+    assert "Final note" in (paths.workspace(name) / "notes.md").read_text()
+
+
+def test_resume_after_kill_loses_nothing(home: Path) -> None:
+    env = os.environ.copy()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aar", "research", "-d", DATASET, "--agents", "1",
+         "--minutes", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    runs = Path(env["AAR_HOME"]) / "runs"
+    deadline = time.time() + 90
+    pop: Path | None = None
+    while time.time() < deadline:
+        found = list(runs.glob("*/agents/*/population.jsonl"))
+        if found and sum(1 for x in found[0].read_text().splitlines()
+                         if json.loads(x).get("finding")) >= 1:
+            pop = found[0]
+            break
+        time.sleep(0.5)
+    assert pop is not None, "no scored candidate within 90 s"
+    agent_dir = pop.parent
+    os.killpg(proc.pid, signal.SIGKILL)  # the orchestrator and its server die at once
+    pid = int((agent_dir / "pid").read_text())
+    os.kill(pid, signal.SIGKILL)  # and so does the researcher
+    proc.wait()
+    before = [json.loads(x) for x in pop.read_text().splitlines()]
+    run_id = agent_dir.parent.parent.name
+    info = research(ResearchConfig(minutes=0.25, live_view=False), resume=run_id)
+    after = [json.loads(x) for x in pop.read_text().splitlines()]
+    assert after[:len(before)] == before  # acknowledged work kept, continued after it
+    assert len({a["key"] for a in after}) == len(after)  # no candidate tried twice
+    assert len(after) > len(before)
+    events = RunPaths.of(run_id).read_events(agent_dir.name)
+    starts = [e for e in events if e["kind"] == "start"]
+    assert len(starts) == 2 and starts[1]["resumed"] is True
+    assert events[-1]["kind"] in ("stop", "file_write") or any(
+        e["kind"] == "stop" for e in events)
+    assert info["resumed"] and info["summary"]["results"] >= 1
