@@ -73,7 +73,7 @@ def fit_logistic(
     if total <= 0:
         raise ValueError("all example weights are zero: nothing to train on")
     std = init.std if init is not None else Standardizer.fit(x)
-    z = std(x)
+    z = np.ascontiguousarray(std(x), dtype=np.float64)  # once, not a cast per iteration
     d = z.shape[1]
     a = w_ex / total
     reg = l2 / total
