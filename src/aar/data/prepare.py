@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from aar.data.packages import ensure_package
@@ -29,11 +30,11 @@ class Prepared:
     name: str
     key: str
 
-    @property
+    @cached_property  # one object per Prepared, so its loaded records are kept
     def vault(self) -> Vault:
         return Vault(self.key)
 
-    @property
+    @cached_property
     def workspace(self) -> Workspace:
         return Workspace(self.key)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import fold_ids
 from aar.w2s.context import MethodContext
-from aar.w2s.trainers import GDHead, fit_gd
+
+if TYPE_CHECKING:  # torch is imported when the method runs, not when it is listed
+    from aar.w2s.trainers import GDHead
 
 
 @method("early_stop")
@@ -26,6 +30,8 @@ def early_stop(ctx: MethodContext, *, val_frac: float = 0.2, epochs: int = 40,
     maximum epochs; patience: stop after this many epochs without improvement (0 = run
     all); hidden: 0 = linear student, > 0 = MLP width; lr, batch_size: the Adam run.
     """
+    from aar.w2s.trainers import fit_gd
+
     x = ctx.strong_features["unlabeled"]
     hard = ctx.weak_hard["unlabeled"]
     seed = int(ctx.rng.integers(2**31))

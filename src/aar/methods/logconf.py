@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from aar.methods import method
 from aar.methods.blocks import estimate_prior
 from aar.w2s.context import MethodContext
-from aar.w2s.trainers import LossFn, fit_gd
+
+if TYPE_CHECKING:  # torch is imported when the method runs, not when it is listed
+    import torch
+
+    from aar.w2s.trainers import LossFn
 
 
 def confidence_loss(alpha_max: float, warmup: float, prior: float) -> LossFn:
@@ -20,6 +25,8 @@ def confidence_loss(alpha_max: float, warmup: float, prior: float) -> LossFn:
     linearly from 0 to ``alpha_max`` over the first ``warmup`` fraction of training.
     For K classes the same hardening is ``blocks.balanced_argmax``.
     """
+    import torch
+
     def loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
              progress: float) -> torch.Tensor:
         a = alpha_max * min(1.0, progress / warmup) if warmup > 0 else alpha_max
@@ -52,6 +59,8 @@ def logconf(ctx: MethodContext, *, alpha: float = 0.75, warmup: float = 0.2, epo
     epochs, lr, batch_size, weight_decay: the Adam run; hidden: 0 for a linear student,
     > 0 for a one-hidden-layer MLP of that width (flexible enough to memorise).
     """
+    from aar.w2s.trainers import fit_gd
+
     weak = ctx.weak_soft["unlabeled"]
     loss = confidence_loss(alpha, warmup, estimate_prior(weak))
     head, _ = fit_gd(ctx.strong_features["unlabeled"], (weak >= 0.5).astype(np.float64),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
+from threadpoolctl import threadpool_limits
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -20,6 +21,11 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+# Stop when a step improves the loss by less than this fraction: on the testbed's
+# features accuracy is flat beyond it, and the fit takes about a third of the steps.
+FTOL = 1e-5
+
+
 @dataclass(frozen=True)
 class Standardizer:
     mean: np.ndarray
@@ -27,8 +33,13 @@ class Standardizer:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> Standardizer:
-        x = normalize(x)
-        return cls(x.mean(axis=0), x.std(axis=0) + 1e-6)
+        return cls.fit_transform(x)[0]
+
+    @classmethod
+    def fit_transform(cls, x: np.ndarray) -> tuple[Standardizer, np.ndarray]:
+        xn = normalize(x)
+        std = cls(xn.mean(axis=0), xn.std(axis=0) + 1e-6)
+        return std, (xn - std.mean) / std.scale
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return (normalize(x) - self.mean) / self.scale
@@ -72,23 +83,27 @@ def fit_logistic(
     total = w_ex.sum()
     if total <= 0:
         raise ValueError("all example weights are zero: nothing to train on")
-    std = init.std if init is not None else Standardizer.fit(x)
-    z = np.ascontiguousarray(std(x), dtype=np.float64)  # once, not a cast per iteration
+    std, z64 = (init.std, init.std(x)) if init is not None else Standardizer.fit_transform(x)
+    # float32 halves the memory read per matrix-vector product, the cost of each step
+    z = np.ascontiguousarray(z64, dtype=np.float32)
     d = z.shape[1]
     a = w_ex / total
     reg = l2 / total
 
     def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:d], theta[d]
-        s = z @ w + b
+        s = (z @ w.astype(np.float32)).astype(np.float64) + b
         loss = -np.sum(a * (t * log_expit(s) + (1 - t) * log_expit(-s))) + 0.5 * reg * (w @ w)
         r = a * (expit(s) - t)
         grad = np.empty(d + 1)
-        grad[:d] = z.T @ r + reg * w
+        grad[:d] = z.T @ r.astype(np.float32) + reg * w
         grad[d] = r.sum()
         return float(loss), grad
 
     theta0 = np.zeros(d + 1) if init is None else np.concatenate([init.w, [init.b]])
-    res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter})
+    # The products are too small to gain from BLAS threads; waking them each step costs
+    # more than they save (measured: a fit takes half the time on one thread).
+    with threadpool_limits(1, user_api="blas"):
+        res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
+                       options={"maxiter": max_iter, "ftol": FTOL})
     return LogisticHead(res.x[:d].copy(), float(res.x[d]), std)
