@@ -73,3 +73,30 @@ def test_hf_encoder_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AarError, match="could not load hf model"):
         get_features("hf:aar-test/does-not-exist", ["x"])
+
+
+def test_interrupted_encoding_resumes_from_its_last_checkpoint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import aar.models.cache as cache
+
+    monkeypatch.setattr(cache, "CHUNK", 8)
+    texts = [f"resumable text {i} " + "word " * (i % 5) for i in range(20)]
+    straight = get_features("l3", texts)
+    features_path("l3", texts).unlink()
+
+    calls: list[int] = []
+
+    def interrupt_in_second_chunk(k: int) -> None:
+        calls.append(k)
+        if sum(calls) > 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        get_features("l3", texts, progress=interrupt_in_second_chunk)
+    partial = features_path("l3", texts).with_suffix(".partial.npy")
+    assert np.load(partial).shape == (8, 384) and not has_features("l3", texts)
+
+    seen: list[int] = []
+    resumed = get_features("l3", texts, progress=seen.append)
+    assert seen[0] == 8 and sum(seen) == 20  # the first chunk was not encoded again
+    assert np.array_equal(resumed, straight) and not partial.exists()

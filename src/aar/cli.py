@@ -90,6 +90,7 @@ def setup(
             with _progress() as bar:
                 task = bar.add_task(f"{name}: encoding with {enc}", total=n_texts)
                 split_features(prep.workspace, enc, lambda k, t=task, b=bar: b.advance(t, k))
+                bar.update(task, completed=n_texts)  # cached features make no progress calls
             steps[f"encode {enc}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         wk = baselines.weak_teacher(prep, w)

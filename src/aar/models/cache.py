@@ -57,9 +57,40 @@ def get_features(
             f"encoder {spec.name} only has features shipped by its dataset; "
             "these texts have none (use it with the dataset that provides it)"
         )
-    model = spec.factory()
-    arr = np.asarray(model.encode(list(texts), progress=progress), dtype=np.float32)
+    arr = _encode_resumable(spec, list(texts), path.with_suffix(".partial.npy"), progress)
     if arr.shape[0] != len(texts) or not np.isfinite(arr).all():
         raise AarError(f"encoder {spec.name} returned bad features {arr.shape}")
     atomic_save_npy(path, arr)
+    path.with_suffix(".partial.npy").unlink(missing_ok=True)
     return arr
+
+
+CHUNK = 1024  # texts encoded between checkpoints
+
+
+def _encode_resumable(spec: EncoderSpec, texts: list[str], partial: Path,
+                      progress: Progress | None) -> np.ndarray:
+    """Encode in chunks, saving the rows done so far after each one, so an interrupted
+    encoding (Ctrl-C, a crash) resumes where it stopped instead of starting over."""
+    done: list[np.ndarray] = []
+    n_done = 0
+    if partial.exists():
+        try:
+            prev = np.load(partial)
+            if prev.ndim == 2 and prev.shape[0] <= len(texts):
+                done, n_done = [prev], prev.shape[0]
+                if progress is not None and n_done:
+                    progress(n_done)
+        except (ValueError, OSError):
+            partial.unlink(missing_ok=True)  # damaged: start over
+    model = spec.factory() if n_done < len(texts) else None
+    for start in range(n_done, len(texts), CHUNK):
+        assert model is not None
+        rows = np.asarray(model.encode(texts[start:start + CHUNK], progress=progress),
+                          dtype=np.float32)
+        done.append(rows)
+        if start + CHUNK < len(texts):
+            atomic_save_npy(partial, np.concatenate(done))
+    if not done:  # no texts: the encoder still knows its width
+        return np.asarray(spec.factory().encode([], progress=progress), dtype=np.float32)
+    return np.concatenate(done)
