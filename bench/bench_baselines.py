@@ -27,9 +27,10 @@ def main() -> None:
     total = time.perf_counter() - t
     print(f"{a.dataset} {a.weak}->{a.strong}: weak {rows[0]['weak']:.3f}, "
           f"ceiling {rows[0]['ceiling']:.3f}")
-    print(f"{'method':14} {'PGR':>7} {'± CI':>6} {'agree':>6} {'s':>6}")
+    print(f"{'method':14} {'PGR':>7} {'± CI':>6} {'acc':>6} {'agree':>6} {'s':>6}")
     for r in rows:
         print(f"{r['method']:14} {r['pgr']['mean']:>7.3f} {r['pgr']['ci95']:>6.3f} "
+              f"{r['accuracy']['mean']:>6.3f} "
               f"{r['weak_agreement']:>6.3f} {r['seconds']:>6.1f}")
     print(f"whole table: {total:.1f} s")
 

@@ -24,6 +24,8 @@ from test_server_support import DATASET, home, template  # noqa: F401
 from aar.agents.research_tools import build_tools, init_workspace
 from aar.agents.tools import execute, tool_index
 from aar.client import Client
+from aar.research import genome as G
+from aar.research.builtin import peer_results
 from aar.research.context import Researcher
 from aar.research.layout import RunPaths
 from aar.research.live import LiveServer
@@ -163,6 +165,17 @@ def test_builtin_researchers_build_on_each_other(home: Path) -> None:
                           DATASET, "--seeds", "1"], capture_output=True, text=True,
                          env=os.environ.copy(), timeout=120)
     assert out.returncode == 0 and "PGR" in out.stdout, out.stderr
+
+
+def test_builtin_researcher_builds_only_on_its_own_runs_peers() -> None:
+    def entry(fid: int, author: str, genome: dict[str, Any] | None = G.BASE) -> dict[str, Any]:
+        return {"finding": fid, "author": author, "pgr": 0.5,
+                "claimed": {"genome": genome} if genome is not None else {}}
+
+    entries = [entry(1, "me-run2"), entry(2, "peer-run2"), entry(3, "old-run1"),
+               entry(4, "peer-run2", None), {**entry(5, "peer-run2"), "pgr": None}]
+    got = peer_results(entries, "me-run2", {"me-run2", "peer-run2"})
+    assert list(got) == [2] and got[2]["author"] == "peer-run2"
 
 
 def test_evaluation_budget_stops_cleanly_with_a_final_note(home: Path) -> None:

@@ -92,17 +92,13 @@ class BuiltinResearcher:
 
     # -- the forum ---------------------------------------------------------------------
     def read_forum(self) -> None:
-        """Other researchers' ranked results that carry a genome, with their public PGR."""
+        """This run's other researchers' ranked results that carry a genome, with their
+        public PGR (earlier runs on the same server are not built on: a run starts fresh)."""
         board = self.r.client.leaderboard(self.r.dataset)
         new = self.r.client.findings(since=self.r.load_state().get("forum_seen"), limit=50)
         self.r.save_state(forum_seen=new.get("now"))
-        for e in board.get("entries", []):
-            claimed = e.get("claimed") or {}
-            g = claimed.get("genome")
-            if e.get("author") == self.r.name or not isinstance(g, dict) or e.get("pgr") is None:
-                continue
-            self.others[int(e["finding"])] = {"genome": G.normalize(g), "pgr": float(e["pgr"]),
-                                              "author": e["author"], "finding": e["finding"]}
+        self.others.update(peer_results(board.get("entries", []), self.r.name,
+                                        set(self.r.paths.agents())))
         self.r.event("forum_read", results_seen=len(self.others),
                      new_findings=len(new.get("items", [])))
 
@@ -310,6 +306,18 @@ class BuiltinResearcher:
             fh.write(f"\n## Final note ({now_iso()})\n\n{note}\n")
         self.status("failed" if reason.startswith("error") else "stopped", reason)
         return note
+
+
+def peer_results(entries: list[dict[str, Any]], me: str,
+                 peers: set[str]) -> dict[int, dict[str, Any]]:
+    """Leaderboard entries by ``peers`` other than ``me`` that carry a genome and a PGR."""
+    out = {}
+    for e in entries:
+        g = (e.get("claimed") or {}).get("genome")
+        if e.get("author") in peers - {me} and isinstance(g, dict) and e.get("pgr") is not None:
+            out[int(e["finding"])] = {"genome": G.normalize(g), "pgr": float(e["pgr"]),
+                                      "author": e["author"], "finding": e["finding"]}
+    return out
 
 
 def population(path: Path) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="seed of the researchers' choices")] = 0,
     ) -> None:
         """Run N researchers in parallel against the evaluation server, with budgets."""
-        from aar.research.orchestrator import ResearchConfig
+        from aar.research.orchestrator import ResearchConfig, fmt_pgr
         from aar.research.orchestrator import research as run_research
 
         cfg = ResearchConfig(dataset=dataset, agents=agents, backend=backend,
@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
                       f"{s.get('evaluations')} evaluations, {s.get('minutes')} minutes")
         if b:
             console.print(f"best: public PGR {b['public_pgr']:.3f} (private "
-                          f"{b['private_pgr']}) — finding #{b['finding']} by {b['author']}")
+                          f"{fmt_pgr(b['private_pgr'])}) — finding #{b['finding']} "
+                          f"by {b['author']}")
         if r:
             console.print(f"best library method on record: {r['name']} PGR {r['pgr']:.3f}")
         from aar.research.layout import RunPaths

@@ -461,6 +461,10 @@ def _finished(paths: RunPaths, name: str) -> bool:
     return st is not None and st.state == "stopped" and st.reason == "budget:evals"
 
 
+def fmt_pgr(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
 def final_note(paths: RunPaths, info: dict[str, Any]) -> str:
     s = info.get("summary") or {}
     lines = [f"# Research run {paths.run_id}", "",
@@ -470,7 +474,7 @@ def final_note(paths: RunPaths, info: dict[str, Any]) -> str:
     b, r = s.get("best"), s.get("best_reference")
     if b:
         lines.append(f"Best server-scored result: finding #{b['finding']} by {b['author']}: "
-                     f"public PGR {b['public_pgr']:.3f} (private {b['private_pgr']}) — "
+                     f"public PGR {b['public_pgr']:.3f} (private {fmt_pgr(b['private_pgr'])}) — "
                      f"{b['title']}")
     if r:
         lines.append(f"Best library method on record: {r['name']} PGR {r['pgr']:.3f}")
