@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import sys
@@ -10,18 +11,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aar.errors import AarError
+from aar.util import make_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Automated alignment researchers for weak-to-strong supervision.")
 methods_app = typer.Typer(no_args_is_help=True, help="List, inspect and scaffold W2S methods.")
 app.add_typer(methods_app, name="methods")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 DEFAULT_DATASET = "sentiment"
 DEFAULT_WEAK = "l3"
@@ -89,7 +90,7 @@ def setup(
             t0 = time.perf_counter()
             with _progress() as bar:
                 task = bar.add_task(f"{name}: encoding with {enc}", total=n_texts)
-                split_features(prep.workspace, enc, lambda k, t=task, b=bar: b.advance(t, k))
+                split_features(prep.workspace, enc, functools.partial(bar.advance, task))
                 bar.update(task, completed=n_texts)  # cached features make no progress calls
             steps[f"encode {enc}"] = time.perf_counter() - t0
         t0 = time.perf_counter()

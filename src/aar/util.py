@@ -7,9 +7,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
@@ -65,3 +68,14 @@ def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console; piped output (a log file, CI) gets 160 columns instead of 80, so
+    wide tables stay readable, unless ``COLUMNS`` says otherwise."""
+    from rich.console import Console
+
+    c = Console(stderr=stderr)
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c = Console(stderr=stderr, width=160)
+    return c

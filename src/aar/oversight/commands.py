@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from aar.errors import AarError
+from aar.util import make_console
 
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 Server = Annotated[str | None, typer.Option("--server", help="evaluation server URL")]
 Token = Annotated[str | None, typer.Option(

@@ -239,6 +239,10 @@ class Report:
                    [m if m is not None else 0 for m in means], width,
                    yerr=[c if c is not None else 0 for c in cis], capsize=3,
                    label=f"finding {row['finding']} ({row.get('author')})")
+            for i, m in enumerate(means):
+                if m is None:  # undefined (no gap, or the re-run failed): say so
+                    ax.text(x[i] + k * width - 0.4 + width / 2, 0.02, "n/a", ha="center",
+                            va="bottom", fontsize=8, color="dimgray")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(x, [textwrap.fill(c, 18) for c in cols], fontsize=7)
         ax.set_ylabel("PGR (mean ± 95% CI over seeds)")
@@ -254,7 +258,7 @@ class Report:
 
     def sections(self) -> list[Section]:
         pub, priv = self.board("public"), self.board("private")
-        base, base_pgr = self.baseline(priv or pub)
+        base, base_pgr = self.baseline(pub or priv)  # the curves are public PGRs
         s_head = Section(f"Research run {self.paths.run_id}")
         s_head.text(f"Dataset **{self.info.get('dataset', '?')}**, backend "
                     f"{self.info.get('backend', '?')}, researchers: "

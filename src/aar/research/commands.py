@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from aar.util import make_console
+
+console = make_console()
 
 
 def register(app: typer.Typer) -> None:

@@ -249,7 +249,7 @@ class Researcher:
             self.evals_used += 1
             subs.append(int(r["id"]))
             answers.append(r.get("public") or {})
-        pgrs = [a.get("pgr") for a in answers if a.get("pgr") is not None]
+        pgrs = [float(a["pgr"]) for a in answers if a.get("pgr") is not None]
         best = max(pgrs) if pgrs else None
         if best is not None and (self.best_pgr is None or best > self.best_pgr):
             self.best_pgr = float(best)

@@ -152,7 +152,7 @@ class Orchestrator:
                     print(f"warning: observer {obs!r} failed: {exc}", file=sys.stderr)
 
     def _push_status(self, p: _Proc, st: AgentStatus) -> None:
-        body = {"run_id": self.paths.run_id, "direction": st.direction[:200],
+        body: dict[str, Any] = {"run_id": self.paths.run_id, "direction": st.direction[:200],
                 "state": st.state if st.state in ("starting", "running", "stopped", "failed")
                 else "running", "best_pgr": st.best_pgr, "evals": st.evals,
                 "findings": st.findings, "usd": st.usd, "tokens": st.tokens,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from aar.util import make_console
+
+console = make_console()
 
 
 def register(app: typer.Typer) -> None:

@@ -75,7 +75,7 @@ def weak_teacher(
         return Baseline("weak", weak, read_json(vault_file))
     feats = split_features(prep.workspace, weak, progress)
     y = prep.vault.split_labels("labeled")
-    soft = {"unlabeled": [], "test": []}
+    soft: dict[str, list[np.ndarray]] = {"unlabeled": [], "test": []}
     for seed in range(n_seeds):
         b = _bootstrap(len(y), seed)
         head = fit_logistic(feats["labeled"][b], y[b], l2=HEAD_L2)
@@ -84,7 +84,7 @@ def weak_teacher(
     arrays = {s: np.stack(v) for s, v in soft.items()}
     ws_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = ws_file.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, unlabeled=arrays["unlabeled"], test=arrays["test"])
     tmp.replace(ws_file)
     acc = _score_rows(prep, arrays["test"])
     atomic_write_json(vault_file, acc)
