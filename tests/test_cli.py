@@ -58,3 +58,17 @@ def test_scaffold_a_method_and_run_it(tmp_path: Path) -> None:
     assert rec["config"]["params"]["threshold"] == 0.2
     p = aar("methods", "new", "my_filter", "--dir", str(tmp_path))
     assert p.returncode == 2 and "exists already" in p.stderr
+
+
+def test_baselines_table_is_the_same_in_parallel(tmp_path: Path) -> None:
+    assert aar("methods", "new", "mine", "--dir", str(tmp_path)).returncode == 0
+    args = ("baselines", "--dataset", SYN, "--seeds", "2", "-m", "vanilla,confident",
+            "-m", str(tmp_path / "mine.py"), "--json")
+    serial, parallel = aar(*args, "--workers", "1"), aar(*args, "--workers", "3")
+    assert serial.returncode == 0 and parallel.returncode == 0, serial.stderr + parallel.stderr
+    a, b = json.loads(serial.stdout), json.loads(parallel.stdout)
+    assert [r["method"] for r in a] == [r["method"] for r in b]
+    assert {r["method"] for r in a} == {"vanilla", "confident", "mine"}
+    assert [r["pgr"] for r in a] == [r["pgr"] for r in b]  # same numbers, bit for bit
+    p = aar("baselines", "--dataset", SYN, "-m", "nope")
+    assert p.returncode != 0 and "unknown method" in p.stderr

@@ -176,6 +176,8 @@ def baselines_cmd(
     seeds: Annotated[int, typer.Option(help="number of seeds")] = 5,
     methods: Annotated[list[str] | None, typer.Option(
         "--methods", "-m", help="methods to run (repeatable; default: all)")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="methods run at once, each in its own process (default: one per CPU)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the method library on a dataset and print a table sorted by PGR."""
@@ -189,7 +191,7 @@ def baselines_cmd(
         total = len(names or METHODS.names())
         task = bar.add_task(f"{dataset}: running methods", total=total)
         rows = sweep(dataset, names, tuple(range(seeds)), w, s,
-                     on_done=lambda _n, _r: bar.advance(task))
+                     on_done=lambda _n, _r: bar.advance(task), workers=workers)
     if as_json:
         print(json.dumps(rows, indent=1))
         return

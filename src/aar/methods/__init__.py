@@ -73,7 +73,7 @@ def _load_builtin() -> None:
 METHODS: Registry[MethodSpec] = Registry("method", _load_builtin)
 
 
-def _is_library(path: Path) -> bool:
+def is_library_file(path: Path) -> bool:
     return Path(__file__).resolve().parent in path.parents
 
 
@@ -88,8 +88,8 @@ def method(name: str) -> Callable[[MethodFn], MethodFn]:
         }
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         source = Path(inspect.getfile(fn)).resolve()
-        if name in METHODS and not _is_library(METHODS.get(name).source_file) \
-                and not _is_library(source):
+        if name in METHODS and not is_library_file(METHODS.get(name).source_file) \
+                and not is_library_file(source):
             METHODS.forget(name)  # a user's method file loaded again (edited or moved)
         METHODS.register(name)(MethodSpec(
             name, fn, doc[0] if doc else "", defaults, source

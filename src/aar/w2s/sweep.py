@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
 
 from aar.data.splits import PUBLIC
-from aar.methods import METHODS
+from aar.methods import METHODS, is_library_file, resolve_method
 from aar.w2s.runner import RunConfig, run
 
 
@@ -19,26 +22,59 @@ def weak_agreement(record: dict[str, Any], weak_test: np.ndarray) -> float:
     return float(np.mean(agree))
 
 
-def sweep(
-    dataset: str, methods: list[str] | None, seeds: tuple[int, ...], weak: str, strong: str,
-    on_done: Callable[[str, dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Run each method; returns rows sorted by mean public PGR (best first)."""
+def _row(ref: str, dataset: str, weak: str, strong: str,
+         seeds: tuple[int, ...]) -> dict[str, Any]:
     from aar.data.prepare import prepare
     from aar.w2s.context import load_weak_soft
 
+    rec = run(RunConfig(ref, dataset, weak, strong, seeds))
+    weak_test = load_weak_soft(prepare(dataset).workspace, weak)["test"]
+    s = rec["summary"][PUBLIC]
+    return {
+        "method": rec["config"]["method"], "pgr": s["pgr"], "accuracy": s["accuracy"],
+        "auroc": s["auroc"], "weak": s["weak"], "ceiling": s["ceiling"],
+        "weak_agreement": weak_agreement(rec, weak_test),
+        "seconds": rec["seconds"], "record": rec["path"],
+    }
+
+
+def _ref(name: str) -> str:
+    """What a fresh process resolves to the same method: the name of a library method, the
+    file of one a user registered."""
+    spec = resolve_method(name)
+    return name if is_library_file(spec.source_file) else f"{spec.source_file}:{spec.name}"
+
+
+def sweep(
+    dataset: str, methods: list[str] | None, seeds: tuple[int, ...], weak: str, strong: str,
+    on_done: Callable[[str, dict[str, Any]], None] | None = None, workers: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run each method, ``workers`` at a time in separate processes (default: one per CPU);
+    returns rows sorted by mean public PGR (best first). Each method's numbers are the
+    same whatever the number of workers."""
+    names = list(methods or METHODS.names())
+    n = max(1, min(len(names), workers or os.cpu_count() or 1))
     rows = []
-    for name in methods or METHODS.names():
-        rec = run(RunConfig(name, dataset, weak, strong, seeds))
-        weak_test = load_weak_soft(prepare(dataset).workspace, weak)["test"]
-        s = rec["summary"][PUBLIC]
-        row = {
-            "method": rec["config"]["method"], "pgr": s["pgr"], "accuracy": s["accuracy"],
-            "auroc": s["auroc"], "weak": s["weak"], "ceiling": s["ceiling"],
-            "weak_agreement": weak_agreement(rec, weak_test),
-            "seconds": rec["seconds"], "record": rec["path"],
-        }
-        rows.append(row)
-        if on_done:
-            on_done(name, row)
-    return sorted(rows, key=lambda r: -np.nan_to_num(r["pgr"]["mean"], nan=-np.inf))
+    if n == 1:
+        for name in names:
+            rows.append(_row(name, dataset, weak, strong, seeds))
+            if on_done:
+                on_done(name, rows[-1])
+    else:
+        from aar.data.prepare import prepare
+        from aar.w2s import baselines
+
+        prep = prepare(dataset)  # set up once here, not raced by the workers
+        n_weak = max(baselines.N_SEEDS, max(seeds, default=0) + 1)
+        baselines.weak_teacher(prep, weak, n_weak)
+        baselines.ceiling(prep, strong, n_weak)
+        ctx = multiprocessing.get_context("spawn")  # no forked torch or BLAS thread state
+        with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+            futures = {pool.submit(_row, _ref(m), dataset, weak, strong, seeds): m
+                       for m in names}
+            for fut in as_completed(futures):
+                rows.append(fut.result())
+                if on_done:
+                    on_done(futures[fut], rows[-1])
+    return sorted(rows, key=lambda r: (-np.nan_to_num(r["pgr"]["mean"], nan=-np.inf),
+                                       r["method"]))
