@@ -10,20 +10,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from test_server_support import (  # noqa: F401
     DATASET,
     Template,
     home,
-    make_app,
+    live_server,
     tar_bytes,
     template,
 )
@@ -56,14 +53,6 @@ class Live:
     template: Template
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
@@ -74,19 +63,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def live(home: Path, template: Template, tmp_path: Path) -> Iterator[Live]:
-    app = make_app()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    admin_token = app.state.initial_admin_token
-    try:
+    with live_server() as srv:
+        url, admin_token = srv.url, srv.admin_token
         with Client(url, admin_token) as admin:
             alice_t = admin.create_token("alice")["token"]
             bob_t = admin.create_token("bob")["token"]
@@ -114,10 +92,6 @@ def live(home: Path, template: Template, tmp_path: Path) -> Iterator[Live]:
                 "finding_id": g["id"],
                 "evidence": "tool call 7: read_file('../../vault/labels.npy')"})
         yield Live(url, admin_token, alice_t, bob_t, f["id"], g["id"], flag["id"], template)
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        app.state.db.dispose()
 
 
 def shot(page: Any, name: str) -> None:

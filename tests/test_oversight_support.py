@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
-from test_server_live import free_port
-from test_server_support import DATASET, Template, home, make_app, template  # noqa: F401
+from test_server_support import DATASET, Template, home, live_server, template  # noqa: F401
 
 from aar.client import Client
 from aar.research.layout import RunPaths
@@ -60,25 +56,8 @@ class Live:
 
 @pytest.fixture
 def live(home: Path, template: Template) -> Iterator[Live]:
-    app = make_app()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    admin = Client(url, app.state.initial_admin_token)
-    try:
-        yield Live(url, app.state.initial_admin_token, admin, template)
-    finally:
-        admin.close()
-        server.should_exit = True
-        thread.join(10)
-        app.state.db.dispose()
+    with live_server() as srv, Client(srv.url, srv.admin_token) as admin:
+        yield Live(srv.url, srv.admin_token, admin, template)
 
 
 def make_run(home: Path, live: Live, run_id: str = "run-test", dataset: str = DATASET

@@ -8,47 +8,25 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from test_server_support import DATASET, Template, home, make_app, template  # noqa: F401
+from test_server_support import DATASET, Template, home, live_server, template  # noqa: F401
 
 from aar.client import Client, ServerError, snapshot
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from aar.research.live import free_port
 
 
 @pytest.fixture
 def live(home: Path) -> Iterator[tuple[str, str]]:
-    app = make_app()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app.state.initial_admin_token
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        app.state.db.dispose()
+    with live_server() as srv:
+        yield srv.url, srv.admin_token
 
 
 def test_client_against_a_live_server(live: tuple[str, str], template: Template,

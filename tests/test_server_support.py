@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+from aar.research.live import LiveServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AAR_TEST_CACHE", REPO / ".aar-test-cache"))
@@ -109,6 +112,12 @@ class Env:
             return {t.__tablename__: s.scalar(select(func.count()).select_from(t)) or 0
                     for t in (m.Submission, m.AuditEntry, m.Finding, m.Archive, m.Flag,
                               m.Comment, m.Vote, m.Agent, m.Token)}
+
+
+def live_server() -> LiveServer:
+    """The API on a free loopback port in this process (``with live_server() as srv``),
+    configured as ``make_app`` configures it."""
+    return LiveServer(admin_token="aar_" + secrets.token_urlsafe(24), noise_seed=0)
 
 
 def make_app(**overrides: Any) -> FastAPI:
