@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="seed of the researchers' choices")] = 0,
     ) -> None:
         """Run N researchers in parallel against the evaluation server, with budgets."""
-        from aar.research.orchestrator import ResearchConfig, fmt_pgr
+        from aar.research.orchestrator import ResearchConfig, best_lines
         from aar.research.orchestrator import research as run_research
 
         cfg = ResearchConfig(dataset=dataset, agents=agents, backend=backend,
@@ -51,15 +51,10 @@ def register(app: typer.Typer) -> None:
 
         info = run_research(cfg, resume=resume, observers=[LiveObserver()])
         s = info.get("summary") or {}
-        b, r = s.get("best"), s.get("best_reference")
         console.print(f"run {info['run_id']}: {s.get('results')} ranked results, "
                       f"{s.get('evaluations')} evaluations, {s.get('minutes')} minutes")
-        if b:
-            console.print(f"best: public PGR {b['public_pgr']:.3f} (private "
-                          f"{fmt_pgr(b['private_pgr'])}) — finding #{b['finding']} "
-                          f"by {b['author']}")
-        if r:
-            console.print(f"best library method on record: {r['name']} PGR {r['pgr']:.3f}")
+        for line in best_lines(s):
+            console.print(line, markup=False)
         from aar.research.layout import RunPaths
 
         console.print(f"final note: {RunPaths.of(info['run_id']).root / 'final_note.md'}")

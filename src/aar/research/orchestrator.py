@@ -461,8 +461,18 @@ def _finished(paths: RunPaths, name: str) -> bool:
     return st is not None and st.state == "stopped" and st.reason == "budget:evals"
 
 
-def fmt_pgr(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3f}"
+def best_lines(summary: dict[str, Any]) -> list[str]:
+    """The run's best server-scored result and the best library method on record."""
+    b, r = summary.get("best"), summary.get("best_reference")
+    lines = []
+    if b:
+        prv = b["private_pgr"]
+        lines.append(f"Best server-scored result: finding #{b['finding']} by {b['author']}: "
+                     f"public PGR {b['public_pgr']:.3f} (private "
+                     f"{'—' if prv is None else f'{prv:.3f}'}) — {b['title']}")
+    if r:
+        lines.append(f"Best library method on record: {r['name']} PGR {r['pgr']:.3f}")
+    return lines
 
 
 def final_note(paths: RunPaths, info: dict[str, Any]) -> str:
@@ -470,15 +480,8 @@ def final_note(paths: RunPaths, info: dict[str, Any]) -> str:
     lines = [f"# Research run {paths.run_id}", "",
              f"Dataset {info['dataset']} ({info['weak']} -> {info['strong']}), backend "
              f"{info['backend']}, {len(info['agents'])} researchers, "
-             f"{s.get('minutes')} minutes, {s.get('evaluations')} evaluations.", ""]
-    b, r = s.get("best"), s.get("best_reference")
-    if b:
-        lines.append(f"Best server-scored result: finding #{b['finding']} by {b['author']}: "
-                     f"public PGR {b['public_pgr']:.3f} (private {fmt_pgr(b['private_pgr'])}) — "
-                     f"{b['title']}")
-    if r:
-        lines.append(f"Best library method on record: {r['name']} PGR {r['pgr']:.3f}")
-    lines.append("")
+             f"{s.get('minutes')} minutes, {s.get('evaluations')} evaluations.", "",
+             *best_lines(s), ""]
     for a in info["agents"]:
         stops = [e for e in paths.read_events(a["name"]) if e.get("kind") == "stop"]
         if stops:
