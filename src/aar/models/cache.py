@@ -72,25 +72,25 @@ def _encode_resumable(spec: EncoderSpec, texts: list[str], partial: Path,
                       progress: Progress | None) -> np.ndarray:
     """Encode in chunks, saving the rows done so far after each one, so an interrupted
     encoding (Ctrl-C, a crash) resumes where it stopped instead of starting over."""
+    if not texts:  # nothing to encode, but the encoder still knows its width
+        return np.asarray(spec.factory().encode([], progress=progress), dtype=np.float32)
     done: list[np.ndarray] = []
-    n_done = 0
     if partial.exists():
         try:
             prev = np.load(partial)
             if prev.ndim == 2 and prev.shape[0] <= len(texts):
-                done, n_done = [prev], prev.shape[0]
-                if progress is not None and n_done:
-                    progress(n_done)
+                done.append(prev)
+                if progress is not None:
+                    progress(prev.shape[0])
         except (ValueError, OSError):
             partial.unlink(missing_ok=True)  # damaged: start over
-    model = spec.factory() if n_done < len(texts) else None
+    n_done = done[0].shape[0] if done else 0
+    model = None
     for start in range(n_done, len(texts), CHUNK):
-        assert model is not None
-        rows = np.asarray(model.encode(texts[start:start + CHUNK], progress=progress),
-                          dtype=np.float32)
-        done.append(rows)
+        if model is None:  # loaded only when something is left to encode
+            model = spec.factory()
+        done.append(np.asarray(model.encode(texts[start:start + CHUNK], progress=progress),
+                               dtype=np.float32))
         if start + CHUNK < len(texts):
             atomic_save_npy(partial, np.concatenate(done))
-    if not done:  # no texts: the encoder still knows its width
-        return np.asarray(spec.factory().encode([], progress=progress), dtype=np.float32)
     return np.concatenate(done)

@@ -436,6 +436,9 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
         srv = LiveServer(admin_token=secrets["admin_token"], datasets=(info["dataset"],))
         srv.start()
         server_url = srv.url
+    if cfg.live_view:  # the command line: tell the user where to watch
+        print(f"run {paths.run_id}: dashboard at {server_url}/ (log in with the admin token "
+              f"in {paths.secrets})", file=sys.stderr)
     try:
         issue_tokens(paths, info, secrets, server_url)
         orch = Orchestrator(paths, info, secrets, observers=observers, server_url=server_url,
