@@ -39,13 +39,17 @@ class Prepared:
         return Workspace(self.key)
 
 
+# Bump when what the vault or the workspace holds changes: datasets are prepared anew.
+LAYOUT = "2"  # 2: the labeled split lives in the vault only; the vault holds a secret
+
+
 def _request_key(ref: str, version: str, sizes: SplitSizes, seed: int) -> str:
     _, _, arg = ref.partition(":")
     stat = None
     if arg and os.path.exists(arg):
         st = os.stat(arg)
         stat = [os.path.abspath(arg), st.st_size, st.st_mtime_ns]
-    return stable_hash([ref, version, sizes.__dict__, seed, stat])
+    return stable_hash([ref, version, LAYOUT, sizes.__dict__, seed, stat])
 
 
 def _index_path() -> Path:
@@ -56,7 +60,7 @@ def _content_key(name: str, built: Built, sizes: SplitSizes, seed: int) -> str:
     h = hashlib.sha256()
     for ex in built.examples:
         h.update(f"{ex.id}\x00{ex.text}\x00{ex.label}\x00{ex.group}\x01".encode())
-    return f"{name}-{stable_hash([h.hexdigest(), sizes.__dict__, seed], 10)}"
+    return f"{name}-{stable_hash([h.hexdigest(), LAYOUT, sizes.__dict__, seed], 10)}"
 
 
 def default_key(ref: str) -> str | None:
@@ -107,17 +111,22 @@ def _write(name: str, key: str, built: Built, sizes: SplitSizes, seed: int) -> N
     balance = {
         s: {"n": len(v), "positive": sum(labels[i] for i in v)} for s, v in splits.ids.items()
     }
-    Vault(key).write(labels, splits.ids, {"dataset": name, "balance": balance, "seed": seed})
+    vault = Vault(key)
+    vault.write(labels, splits.ids, {"dataset": name, "balance": balance, "seed": seed},
+                {i: by_id[i].text for i in splits.ids["labeled"]})
     test = sorted(splits.ids["test_public"] + splits.ids["test_private"])
-    order = {"labeled": splits.ids["labeled"], "unlabeled": splits.ids["unlabeled"],
-             "test": test}
+    order = {"unlabeled": splits.ids["unlabeled"], "test": test}
     records = {s: [(i, by_id[i].text) for i in v] for s, v in order.items()}
     ws = Workspace(key)
-    if built.features:
+    if built.features:  # shipped features: the labeled split's go to the vault's own cache
         pos = {ex.id: k for k, ex in enumerate(examples)}
-        rows = [pos[i] for s in ("labeled", "unlabeled", "test") for i in order[s]]
-        texts = [by_id[i].text for s in ("labeled", "unlabeled", "test") for i in order[s]]
+        rows = [pos[i] for s in ("unlabeled", "test") for i in order[s]]
+        texts = [by_id[i].text for s in ("unlabeled", "test") for i in order[s]]
+        lab = [pos[i] for i in splits.ids["labeled"]]
+        lab_texts = [by_id[i].text for i in splits.ids["labeled"]]
         for enc, arr in built.features.items():
             put_features(enc, texts, arr[rows])
+            put_features(enc, lab_texts, arr[lab], root=vault.features_dir)
     ws.write(records, {"dataset": name, "key": key,
-                       "sizes": {s: len(v) for s, v in order.items()}})
+                       "sizes": {"labeled": len(splits.ids["labeled"]),
+                                 **{s: len(v) for s, v in order.items()}}})

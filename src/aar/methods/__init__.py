@@ -1,9 +1,12 @@
 """W2S methods: one module each, registered with ``@method("name")``.
 
-A method is a function ``fn(ctx: MethodContext, *, hyper=default, ...) -> probabilities``
-for ``ctx.ids["test"]`` (an array, or a mapping id -> probability). Its keyword-only
-parameters with defaults are its hyperparameters. ``aar methods new NAME`` writes a
-starting module from the template; ``aar run path/to/file.py`` runs one from a file.
+A method is a function ``fn(ctx: MethodContext, *, hyper=default, ...) -> predictor``: it
+fits on the unlabeled split and returns a predictor (a head from ``ctx.train_strong``, an
+object with ``predict(examples)``, or a function of ``Examples``) that the harness applies
+to the test split; see ``aar.w2s.context``. Its keyword-only parameters with defaults are
+its hyperparameters. ``@method(name, transductive=True)`` declares a method that also reads
+the test inputs (``ctx.test``). ``aar methods new NAME`` writes a starting module from the
+template; ``aar run path/to/file.py`` runs one from a file.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class MethodSpec:
     description: str
     defaults: dict[str, Any]
     source_file: Path
+    transductive: bool = False  # it reads the test inputs while fitting
 
     def code_hash(self) -> str:
         """Hash of the module that defines the method: a record names the code it ran."""
@@ -45,6 +49,9 @@ class MethodSpec:
         out = dict(self.defaults)
         for k, v in given.items():
             default = self.defaults[k]
+            if default is None:  # "use the context's default": take a number when given one
+                out[k] = _number(v)
+                continue
             try:
                 out[k] = type(default)(v) if default is not None and not isinstance(
                     default, bool) else (_to_bool(v) if isinstance(default, bool) else v)
@@ -53,6 +60,17 @@ class MethodSpec:
                     f"parameter {k} of {self.name!r} must be {type(default).__name__}, got {v!r}"
                 ) from None
         return out
+
+
+def _number(v: Any) -> Any:
+    """``v`` as an int or float when it reads as one (a string from the command line)."""
+    if isinstance(v, str):
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+    return v
 
 
 def _to_bool(v: Any) -> bool:
@@ -77,8 +95,9 @@ def is_library_file(path: Path) -> bool:
     return Path(__file__).resolve().parent in path.parents
 
 
-def method(name: str) -> Callable[[MethodFn], MethodFn]:
-    """Register ``fn`` as method ``name``; its docstring's first line describes it."""
+def method(name: str, *, transductive: bool = False) -> Callable[[MethodFn], MethodFn]:
+    """Register ``fn`` as method ``name``; its docstring's first line describes it.
+    ``transductive``: the method also reads the test split's inputs while fitting."""
 
     def deco(fn: MethodFn) -> MethodFn:
         sig = inspect.signature(fn)
@@ -92,7 +111,7 @@ def method(name: str) -> Callable[[MethodFn], MethodFn]:
                 and not is_library_file(source):
             METHODS.forget(name)  # a user's method file loaded again (edited or moved)
         METHODS.register(name)(MethodSpec(
-            name, fn, doc[0] if doc else "", defaults, source
+            name, fn, doc[0] if doc else "", defaults, source, transductive
         ))
         return fn
 

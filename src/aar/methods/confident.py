@@ -6,12 +6,12 @@ import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import confident_mask
-from aar.w2s.context import MethodContext
+from aar.w2s.context import MethodContext, Predictor
 
 
 @method("confident")
 def confident(ctx: MethodContext, *, keep: float = 0.5, soft: bool = False,
-              l2: float = 1.0) -> np.ndarray:
+              l2: float | None = None) -> Predictor:
     """Train only on the most confident weak labels, kept per class (the human baseline).
 
     The confident-label filtering baseline of the reference system (PGR 0.23 on chat, 0.19
@@ -25,4 +25,4 @@ def confident(ctx: MethodContext, *, keep: float = 0.5, soft: bool = False,
     mask = confident_mask(p, keep)
     target = p if soft else ctx.weak_hard["unlabeled"].astype(np.float64)
     head = ctx.train_strong(target, weights=mask.astype(np.float64), l2=l2)
-    return ctx.predict_test(head)
+    return head

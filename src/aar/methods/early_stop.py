@@ -8,7 +8,7 @@ import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import fold_ids
-from aar.w2s.context import MethodContext
+from aar.w2s.context import MethodContext, Predictor
 
 if TYPE_CHECKING:  # torch is imported when the method runs, not when it is listed
     from aar.w2s.trainers import GDHead
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # torch is imported when the method runs, not when it is list
 @method("early_stop")
 def early_stop(ctx: MethodContext, *, val_frac: float = 0.2, epochs: int = 40,
                patience: int = 0, hidden: int = 0, lr: float = 1e-3,
-               batch_size: int = 256) -> np.ndarray:
+               batch_size: int = 256) -> Predictor:
     """Stop training where agreement with held-out *weak* labels peaks.
 
     Early stopping against label noise (e.g. Li et al. 2020; Burns et al. 2023 use true
@@ -38,7 +38,7 @@ def early_stop(ctx: MethodContext, *, val_frac: float = 0.2, epochs: int = 40,
     if val_frac <= 0:  # no hold-out: the same student trained for all epochs
         head, _ = fit_gd(x, hard.astype(np.float64), seed=seed, hidden=hidden, epochs=epochs,
                          lr=lr, batch_size=batch_size)
-        return head.predict_proba(ctx.strong_features["test"])
+        return head
     n_folds = max(2, round(1 / val_frac))
     val = fold_ids(len(hard), n_folds, ctx.rng) == 0
 
@@ -48,4 +48,4 @@ def early_stop(ctx: MethodContext, *, val_frac: float = 0.2, epochs: int = 40,
     head, _ = fit_gd(x[~val], hard[~val].astype(np.float64), seed=seed,
                      hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
                      evaluate=agreement, patience=patience)
-    return head.predict_proba(ctx.strong_features["test"])
+    return head

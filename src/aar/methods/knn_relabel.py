@@ -6,12 +6,12 @@ import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import estimate_prior, knn_graph, prior_hard, propagate
-from aar.w2s.context import MethodContext
+from aar.w2s.context import MethodContext, Predictor
 
 
 @method("knn_relabel")
 def knn_relabel(ctx: MethodContext, *, k: int = 50, rounds: int = 3, alpha: float = 0.0,
-                hard: bool = True, transductive: bool = False, l2: float = 1.0) -> np.ndarray:
+                hard: bool = True, l2: float | None = None) -> Predictor:
     """Smooth weak labels over k nearest neighbours in the strong space, then train.
 
     Label propagation (Zhu & Ghahramani 2002; Zhou et al. 2004) with the strong encoder's
@@ -23,15 +23,12 @@ def knn_relabel(ctx: MethodContext, *, k: int = 50, rounds: int = 3, alpha: floa
     k: neighbours (cosine, standardised strong features); rounds: propagation steps;
     alpha: weight of the original labels at every step (0 = pure neighbour averaging);
     hard: train on prior-matched hard labels (else on the smoothed soft labels);
-    transductive: also use the test texts' features and weak labels in the graph and
-    in training (label-free, but it trains on the test inputs); l2: ridge of the head.
+    l2: ridge of the head (default: cross-validated on the weak labels).
     """
-    splits = ("unlabeled", "test") if transductive else ("unlabeled",)
-    x = np.concatenate([ctx.strong_features[s] for s in splits])
-    soft = np.concatenate([ctx.weak_soft[s] for s in splits])
+    x = ctx.strong_features["unlabeled"]
+    soft = ctx.weak_soft["unlabeled"]
     neighbours, _ = knn_graph(x, k)
     smooth = propagate(soft, neighbours, rounds=rounds, alpha=alpha)
     prior = estimate_prior(soft)
     target = prior_hard(smooth, prior).astype(np.float64) if hard else smooth
-    head = ctx.train_strong(target, x=x, l2=l2)
-    return ctx.predict_test(head)
+    return ctx.train_strong(target, l2=l2)

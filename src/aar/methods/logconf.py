@@ -8,7 +8,7 @@ import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import estimate_prior
-from aar.w2s.context import MethodContext
+from aar.w2s.context import MethodContext, Predictor
 
 if TYPE_CHECKING:  # torch is imported when the method runs, not when it is listed
     import torch
@@ -46,7 +46,7 @@ def confidence_loss(alpha_max: float, warmup: float, prior: float) -> LossFn:
 @method("logconf")
 def logconf(ctx: MethodContext, *, alpha: float = 0.75, warmup: float = 0.2, epochs: int = 20,
             hidden: int = 0, lr: float = 1e-3, batch_size: int = 256,
-            weight_decay: float = 0.0) -> np.ndarray:
+            weight_decay: float = 0.0) -> Predictor:
     """Auxiliary confidence loss (Burns et al. 2023): trust your own confident predictions.
 
     The student is trained by gradient descent on a mix of the weak labels and its own
@@ -66,4 +66,4 @@ def logconf(ctx: MethodContext, *, alpha: float = 0.75, warmup: float = 0.2, epo
     head, _ = fit_gd(ctx.strong_features["unlabeled"], (weak >= 0.5).astype(np.float64),
                      seed=int(ctx.rng.integers(2**31)), hidden=hidden, epochs=epochs, lr=lr,
                      batch_size=batch_size, weight_decay=weight_decay, loss=loss)
-    return head.predict_proba(ctx.strong_features["test"])
+    return head

@@ -6,12 +6,12 @@ import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import cross_fit, estimate_prior, prior_hard, product_of_experts
-from aar.w2s.context import MethodContext
+from aar.w2s.context import MethodContext, Predictor
 
 
 @method("product")
 def product(ctx: MethodContext, *, beta: float = 1.0, rounds: int = 1, hard: bool = True,
-            folds: int = 4, l2: float = 1.0) -> np.ndarray:
+            folds: int = 4, l2: float | None = None) -> Predictor:
     """Train on a product-of-experts target: strong prior^beta x weak label.
 
     Product of experts (Hinton 2002) between the strong student's view and the weak
@@ -27,9 +27,10 @@ def product(ctx: MethodContext, *, beta: float = 1.0, rounds: int = 1, hard: boo
     prior = estimate_prior(weak)
     target = weak
     for _ in range(rounds):
-        strong = cross_fit(x, target, rng=ctx.rng, folds=folds, l2=l2)
+        strong = cross_fit(x, target, rng=ctx.rng, folds=folds,
+                          l2=ctx.default_l2 if l2 is None else l2)
         target = product_of_experts([strong, weak], [beta, 1.0], prior=prior)
         if hard:
             target = prior_hard(target, prior).astype(np.float64)
     head = ctx.train_strong(target, l2=l2)
-    return ctx.predict_test(head)
+    return head

@@ -6,13 +6,13 @@ import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import cross_fit, estimate_prior, prior_hard
-from aar.w2s.context import MethodContext
+from aar.w2s.context import MethodContext, Predictor
 from aar.w2s.heads import LogisticHead
 
 
 @method("self_train")
 def self_train(ctx: MethodContext, *, rounds: int = 2, anchor: float = 0.0,
-               crossfit: bool = True, folds: int = 4, l2: float = 1.0) -> np.ndarray:
+               crossfit: bool = True, folds: int = 4, l2: float | None = None) -> Predictor:
     """Bootstrapping: the student relabels the unlabeled set for a few rounds.
 
     Classic self-training (Yarowsky 1995; Scudder 1965) in the W2S form of Burns et al.
@@ -30,10 +30,11 @@ def self_train(ctx: MethodContext, *, rounds: int = 2, anchor: float = 0.0,
     head: LogisticHead | None = None
     for _ in range(rounds):
         if crossfit:
-            p = cross_fit(x, target, rng=ctx.rng, folds=folds, l2=l2)
+            p = cross_fit(x, target, rng=ctx.rng, folds=folds,
+                          l2=ctx.default_l2 if l2 is None else l2)
         else:
             head = ctx.train_strong(target, l2=l2, init=head)
             p = head.predict_proba(x)
         target = anchor * weak + (1 - anchor) * prior_hard(p, prior)
     head = ctx.train_strong(target, l2=l2)
-    return ctx.predict_test(head)
+    return head

@@ -12,13 +12,13 @@ from aar.methods.blocks import (
     principal_components,
     prior_hard,
 )
-from aar.w2s.context import MethodContext
+from aar.w2s.context import MethodContext, Predictor
 
 
 @method("ue_w2s")
 def ue_w2s(ctx: MethodContext, *, restarts: int = 4, iters: int = 8, dims: int = 64,
            bins: int = 10, channel: float = 1.0, hard: bool = True,
-           l2: float = 1.0) -> np.ndarray:
+           search_l2: float = 1.0, l2: float | None = None) -> Predictor:
     """Latent true labels that the strong model finds coherent and that explain the weak
     labels through a learned noisy channel (hard EM, from weak and from UE starts).
 
@@ -50,7 +50,7 @@ def ue_w2s(ctx: MethodContext, *, restarts: int = 4, iters: int = 8, dims: int =
         starts.append(y)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     for start in starts:
-        y, score, post = coherence_search(z, start, prior=prior, iters=iters, l2=l2,
+        y, score, post = coherence_search(z, start, prior=prior, iters=iters, l2=search_l2,
                                           weak_bins=b, n_bins=bins,
                                           channel_weight=channel)
         if best is None or score > best[0]:
@@ -58,4 +58,4 @@ def ue_w2s(ctx: MethodContext, *, restarts: int = 4, iters: int = 8, dims: int =
     assert best is not None
     target = best[1].astype(np.float64) if hard else best[2]
     head = ctx.train_strong(target, l2=l2)
-    return ctx.predict_test(head)
+    return head

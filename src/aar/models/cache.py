@@ -17,33 +17,38 @@ from aar.settings import get_settings
 from aar.util import atomic_save_npy, stable_hash, texts_hash
 
 
-def features_path(encoder: str | EncoderSpec, texts: list[str]) -> Path:
+def features_path(encoder: str | EncoderSpec, texts: list[str],
+                  root: Path | None = None) -> Path:
+    """Where the features of ``texts`` live: under ``root`` (default: the shared feature
+    cache; the vault keeps the labeled split's apart, out of method code's reach)."""
     spec = parse_encoder(encoder) if isinstance(encoder, str) else encoder
     safe = spec.name.replace("/", "__").replace(":", "_")
     key = stable_hash([spec.name, spec.version, texts_hash(texts)], n=20)
-    return get_settings().features_dir / safe / f"{key}.npy"
+    return (root or get_settings().features_dir) / safe / f"{key}.npy"
 
 
 def has_features(encoder: str, texts: list[str]) -> bool:
     return features_path(encoder, texts).exists()
 
 
-def put_features(encoder: str, texts: list[str], arr: np.ndarray) -> Path:
+def put_features(encoder: str, texts: list[str], arr: np.ndarray,
+                 root: Path | None = None) -> Path:
     """Store rows for ``texts`` (used by datasets that ship their own features)."""
     arr = np.asarray(arr, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] != len(texts):
         raise AarError(f"features for {encoder}: shape {arr.shape} does not fit {len(texts)} texts")
-    path = features_path(encoder, texts)
+    path = features_path(encoder, texts, root)
     atomic_save_npy(path, arr)
     return path
 
 
 def get_features(
-    encoder: str, texts: list[str], progress: Progress | None = None
+    encoder: str, texts: list[str], progress: Progress | None = None,
+    root: Path | None = None,
 ) -> np.ndarray:
     """float32 (len(texts), dim): from the cache, else encoded now and cached."""
     spec = parse_encoder(encoder)
-    path = features_path(spec, texts)
+    path = features_path(spec, texts, root)
     if path.exists():
         try:
             arr = np.load(path)  # a copy, not a map: the file may be replaced later

@@ -1,14 +1,23 @@
-"""Fixed baselines: the weak teacher and the strong ceiling, over many seeds.
+"""Fixed baselines: the weak teacher, the strong ceiling and the default student's penalty.
 
-- Weak teacher, seed s: a logistic head on weak-encoder features, trained on a bootstrap
-  sample (seeded by s) of the ``labeled`` split with its true labels. Its soft labels on
-  ``unlabeled`` and ``test`` go to the workspace (``weak/<encoder>.npz``, one row per seed).
-- Strong ceiling, seed s: a logistic head on strong-encoder features trained on a bootstrap
-  sample of ``unlabeled`` with its true labels.
+- **Weak teacher**: a logistic head on weak-encoder features of the whole ``labeled`` split
+  with its true labels, its ridge penalty chosen by 5-fold cross-validation on that split.
+  Its soft labels on ``unlabeled`` and ``test`` go to the workspace (``weak/<encoder>.npz``).
+  There is one teacher, not one per seed: a seed that varied it (a bootstrap sample) could
+  only make it worse than the tuned fit. Its cross-validation folds are drawn from the
+  vault's secret, and the labeled split never leaves the vault, so nobody can re-run the
+  teacher's training from public code and solve for its labels.
+- **Strong ceiling**: the best strong-only model trained on the true labels of
+  ``unlabeled`` among every trainer a method is offered — the logistic head over the
+  whole penalty grid and the gradient trainer (linear and one-hidden-layer) — chosen by
+  cross-validated accuracy on ``unlabeled``, then trained on all of it.
+- **Default student**: the penalty ``ctx.train_strong`` uses when a method gives none,
+  chosen by the same cross-validation rule on the *weak* labels of ``unlabeled`` (label
+  free: it is written to the workspace).
 
-Accuracies are scored on ``test_public`` and ``test_private`` and stored in the vault; the
-fixed weak and ceiling accuracies used by PGR are their means over seeds, as in the
-reference system. Everything here is trusted code: it reads the vault.
+The baselines' test predictions are stored (the ceiling's in the vault), so the scorer
+can resample test examples for intervals that include the baselines' own uncertainty.
+Everything here is trusted code: it reads the vault.
 """
 
 from __future__ import annotations
@@ -19,94 +28,128 @@ from dataclasses import dataclass
 import numpy as np
 
 from aar.data.prepare import Prepared
-from aar.data.splits import PRIVATE, PUBLIC
-from aar.util import atomic_write_json, read_json, stable_hash
-from aar.w2s.features import split_features
-from aar.w2s.heads import fit_logistic
-from aar.w2s.metrics import Estimate, accuracy, estimate
+from aar.util import atomic_save_npy, atomic_write_json, read_json, stable_hash
+from aar.w2s.features import labeled_features, split_features
+from aar.w2s.heads import CV_FOLDS, L2_GRID, cv_l2, fit_logistic_cv, stratified_folds
 
-N_SEEDS = 16
-HEAD_L2 = 1.0
-BASELINE_VERSION = "2"  # bump when the head or the bootstrap changes
+BASELINE_VERSION = "3"  # 3: tuned by cross-validation on the whole split, no bootstrap
+GD_CANDIDATES: tuple[dict[str, int | float], ...] = (
+    {"hidden": 0, "epochs": 20, "lr": 1e-3},
+    {"hidden": 256, "epochs": 20, "lr": 1e-3},
+)
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """Per-seed test accuracies of one baseline model (weak teacher or ceiling)."""
+    """One fixed baseline: its P(y=1) on the workspace's ``test`` ids and how it was
+    chosen (``trainer``: ``logistic`` with ``l2``, or ``gd`` with its settings)."""
 
-    role: str
+    role: str  # "weak" | "ceiling"
     encoder: str
-    acc: dict[str, list[float]]  # split -> per-seed accuracy
-
-    def fixed(self, split: str = PUBLIC) -> float:
-        return float(np.mean(self.acc[split]))
-
-    def spread(self, split: str = PUBLIC) -> Estimate:
-        return estimate(self.acc[split])
+    test_probs: np.ndarray
+    choice: dict[str, object]
 
 
-def _bootstrap(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng([seed, 7919]).integers(0, n, n)
+def _rng(prep: Prepared, *purpose: str) -> np.random.Generator:
+    """A generator seeded by the vault's secret and what it is for."""
+    return np.random.default_rng([prep.vault.secret, int(stable_hash(list(purpose), 8), 16)])
 
 
-def _test_index(prep: Prepared) -> dict[str, np.ndarray]:
-    """Positions of the public and private ids inside the workspace's merged test split."""
-    pos = {i: k for k, i in enumerate(prep.workspace.ids("test"))}
-    return {s: np.array([pos[i] for i in prep.vault.splits[s]]) for s in (PUBLIC, PRIVATE)}
-
-
-def _score_rows(prep: Prepared, test_probs: np.ndarray) -> dict[str, list[float]]:
-    idx = _test_index(prep)
-    return {
-        s: [accuracy(row[idx[s]], prep.vault.split_labels(s)) for row in test_probs]
-        for s in (PUBLIC, PRIVATE)
-    }
+def _name(*parts: object) -> str:
+    return stable_hash([BASELINE_VERSION, L2_GRID, CV_FOLDS, *parts], 10)
 
 
 def weak_teacher(
-    prep: Prepared, weak: str, n_seeds: int = N_SEEDS,
-    progress: Callable[[int], None] | None = None,
+    prep: Prepared, weak: str, progress: Callable[[int], None] | None = None,
 ) -> Baseline:
     """Train (or load) the weak teacher; writes its soft labels to the workspace."""
-    name = f"{weak}-{stable_hash([BASELINE_VERSION, HEAD_L2, n_seeds], 8)}"
-    vault_file = prep.vault.root / "baselines" / f"weak-{name}.json"
+    vault_file = prep.vault.root / "baselines" / f"weak-{weak}-{_name(weak)}.json"
     ws_file = prep.workspace.weak_path(weak)
     if vault_file.exists() and ws_file.exists():
-        return Baseline("weak", weak, read_json(vault_file))
+        with np.load(ws_file) as z:
+            return Baseline("weak", weak, z["test"].astype(np.float64), read_json(vault_file))
+    x_lab = labeled_features(prep.vault, weak)
     feats = split_features(prep.workspace, weak, progress)
     y = prep.vault.split_labels("labeled")
-    soft: dict[str, list[np.ndarray]] = {"unlabeled": [], "test": []}
-    for seed in range(n_seeds):
-        b = _bootstrap(len(y), seed)
-        head = fit_logistic(feats["labeled"][b], y[b], l2=HEAD_L2)
-        for split in soft:
-            soft[split].append(head.predict_proba(feats[split]).astype(np.float32))
-    arrays = {s: np.stack(v) for s, v in soft.items()}
+    head, cv = fit_logistic_cv(x_lab, y, rng=_rng(prep, "weak", weak))
+    soft = {s: head.predict_proba(feats[s]).astype(np.float32) for s in ("unlabeled", "test")}
     ws_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = ws_file.with_suffix(".tmp.npz")
-    np.savez(tmp, unlabeled=arrays["unlabeled"], test=arrays["test"])
+    np.savez(tmp, **soft)
     tmp.replace(ws_file)
-    acc = _score_rows(prep, arrays["test"])
-    atomic_write_json(vault_file, acc)
-    return Baseline("weak", weak, acc)
+    choice = {"trainer": "logistic", "l2": cv.l2, "cv_log_loss": _keyed(cv.log_loss)}
+    atomic_write_json(vault_file, choice)
+    return Baseline("weak", weak, soft["test"].astype(np.float64), choice)
 
 
 def ceiling(
-    prep: Prepared, strong: str, n_seeds: int = N_SEEDS,
-    progress: Callable[[int], None] | None = None,
+    prep: Prepared, strong: str, progress: Callable[[int], None] | None = None,
 ) -> Baseline:
-    """Train (or load) the strong ceiling: the strong head on true unlabeled labels."""
-    name = f"{strong}-{stable_hash([BASELINE_VERSION, HEAD_L2, n_seeds], 8)}"
-    vault_file = prep.vault.root / "baselines" / f"ceiling-{name}.json"
-    if vault_file.exists():
-        return Baseline("ceiling", strong, read_json(vault_file))
+    """Train (or load) the strong ceiling: the best strong-only trainer on the true labels
+    of ``unlabeled`` by cross-validated accuracy."""
+    base = prep.vault.root / "baselines" / f"ceiling-{strong}-{_name(strong, GD_CANDIDATES)}"
+    if base.with_suffix(".json").exists() and base.with_suffix(".npy").exists():
+        return Baseline("ceiling", strong, np.load(base.with_suffix(".npy")),
+                        read_json(base.with_suffix(".json")))
     feats = split_features(prep.workspace, strong, progress)
-    y = prep.vault.split_labels("unlabeled")
-    rows = []
-    for seed in range(n_seeds):
-        b = _bootstrap(len(y), seed)
-        head = fit_logistic(feats["unlabeled"][b], y[b], l2=HEAD_L2)
-        rows.append(head.predict_proba(feats["test"]))
-    acc = _score_rows(prep, np.stack(rows))
-    atomic_write_json(vault_file, acc)
-    return Baseline("ceiling", strong, acc)
+    x, y = feats["unlabeled"], prep.vault.split_labels("unlabeled")
+    head, cv = fit_logistic_cv(x, y, rng=_rng(prep, "ceiling", strong))
+    cv_acc = {"logistic": cv.accuracy[cv.l2]}
+    gd = _cv_gd(x, y, _rng(prep, "ceiling-gd", strong))
+    cv_acc.update({f"gd{k}": acc for k, (_, acc) in enumerate(gd)})
+    best = max(cv_acc, key=lambda n: (cv_acc[n], n == "logistic"))
+    choice: dict[str, object] = {"trainer": "logistic", "l2": cv.l2}
+    probs = head.predict_proba(feats["test"])
+    if best != "logistic":
+        from aar.w2s.trainers import fit_gd
+
+        cand = gd[int(best[2:])][0]
+        gd_head, _ = fit_gd(x, y.astype(np.float64), seed=0, **cand)  # type: ignore[arg-type]
+        probs = gd_head.predict_proba(feats["test"])
+        choice = {"trainer": "gd", **cand}
+    choice["cv_accuracy"] = cv_acc
+    atomic_save_npy(base.with_suffix(".npy"), probs)
+    atomic_write_json(base.with_suffix(".json"), choice)
+    return Baseline("ceiling", strong, probs, choice)
+
+
+def _cv_gd(x: np.ndarray, y: np.ndarray,
+           rng: np.random.Generator) -> list[tuple[dict[str, int | float], float]]:
+    """Cross-validated accuracy of each gradient-trainer candidate."""
+    from aar.w2s.trainers import fit_gd
+
+    fid = stratified_folds(y, CV_FOLDS, rng)
+    out = []
+    for cand in GD_CANDIDATES:
+        acc = 0.0
+        for f in range(CV_FOLDS):
+            tr, held = fid != f, fid == f
+            head, _ = fit_gd(x[tr], y[tr].astype(np.float64), seed=f, **cand)  # type: ignore[arg-type]
+            acc += float(np.mean((head.logits(x[held]) >= 0) == (y[held] == 1))) / CV_FOLDS
+        out.append((cand, acc))
+    return out
+
+
+def student_l2(prep: Prepared, weak: str, strong: str) -> float:
+    """The default student penalty for (weak, strong): cross-validated on weak labels only,
+    stored in the workspace where methods read it."""
+    path = prep.workspace.student_path(weak, strong)
+    key = _name(weak, strong)
+    if path.exists():
+        data = read_json(path)
+        if data.get("key") == key:
+            return float(data["l2"])
+    weak_teacher(prep, weak)  # its soft labels are then in the workspace
+    with np.load(prep.workspace.weak_path(weak)) as z:
+        weak_u = z["unlabeled"].astype(np.float64)
+    x = split_features(prep.workspace, strong)["unlabeled"]
+    hard = (weak_u >= 0.5).astype(np.float64)
+    cv = cv_l2(x, hard, rng=np.random.default_rng(0))  # label-free: public randomness
+    atomic_write_json(path, {"key": key, "l2": cv.l2, "cv_log_loss": _keyed(cv.log_loss),
+                             "rule": "5-fold CV log-loss on the weak hard labels"})
+    return cv.l2
+
+
+def _keyed(d: dict[float, float]) -> dict[str, float]:
+    return {f"{k:g}": v for k, v in d.items()}
+

@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from aar.data.store import WORKSPACE_SPLITS, Workspace
+from aar.data.store import WORKSPACE_SPLITS, Vault, Workspace
 
 
 def split_features(
     ws: Workspace, encoder: str, progress: Callable[[int], None] | None = None
 ) -> dict[str, np.ndarray]:
+    """Features of the workspace's splits (``unlabeled`` and ``test``), by split."""
     from aar.models.cache import get_features
 
     arr = get_features(encoder, ws.all_texts(), progress=progress)
@@ -22,3 +23,13 @@ def split_features(
         out[split] = np.asarray(arr[start:start + n])
         start += n
     return out
+
+
+def labeled_features(
+    vault: Vault, encoder: str, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Features of the ``labeled`` split (trusted code only: cached inside the vault)."""
+    from aar.models.cache import get_features
+
+    return get_features(encoder, vault.labeled_texts(), progress=progress,
+                        root=vault.features_dir)

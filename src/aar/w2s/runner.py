@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 
 import aar
-from aar.data.prepare import Prepared, prepare
-from aar.data.splits import PRIVATE, PUBLIC
+from aar.data.prepare import prepare
+from aar.data.splits import PUBLIC
 from aar.errors import AarError
-from aar.methods import MethodSpec, resolve_method
+from aar.methods import resolve_method
 from aar.settings import get_settings
 from aar.util import atomic_write_json, read_json, stable_hash
 from aar.w2s import baselines
-from aar.w2s.context import build_context
-from aar.w2s.metrics import estimate, gap_warning
-from aar.w2s.scoring import check_predictions, score_test
+from aar.w2s.context import examples_of, fit_predict
+from aar.w2s.metrics import MIN_GAP, gap_warning
+from aar.w2s.scoring import Scorer
 
 
 @dataclass(frozen=True)
@@ -35,19 +35,6 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def predict(spec: MethodSpec, prep: Prepared, cfg: RunConfig, seed: int,
-            params: dict[str, Any]) -> np.ndarray:
-    """One seed of a method: label-free context in, test probabilities out."""
-    ctx = build_context(prep.workspace, cfg.weak, cfg.strong, seed, params)
-    out = spec.fn(ctx, **params)
-    if isinstance(out, dict):
-        missing = [i for i in ctx.ids["test"] if i not in out]
-        if missing:
-            raise AarError(f"method {spec.name!r} gave no prediction for test id {missing[0]!r}")
-        out = [out[i] for i in ctx.ids["test"]]
-    return check_predictions(out, len(ctx.ids["test"]))
-
-
 def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run ``cfg`` and return its record (also written under ``$AAR_HOME/results``)."""
     spec = resolve_method(cfg.method)
@@ -55,36 +42,30 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
     if not cfg.seeds:
         raise AarError("give at least one seed")
     prep = prepare(cfg.dataset)
-    n_weak = max(baselines.N_SEEDS, max(cfg.seeds) + 1)
-    weak = baselines.weak_teacher(prep, cfg.weak, n_weak)
-    ceil = baselines.ceiling(prep, cfg.strong, n_weak)
+    scorer = Scorer.of(prep, cfg.weak, cfg.strong)
+    baselines.student_l2(prep, cfg.weak, cfg.strong)
+    examples = examples_of(prep.workspace, cfg.weak, cfg.strong)
     per_seed = []
     t_all = time.perf_counter()
     for seed in cfg.seeds:
         if progress:
             progress(f"seed {seed}")
         t0 = time.perf_counter()
-        probs = predict(spec, prep, cfg, seed, params)
+        probs = fit_predict(spec, prep.workspace, cfg.weak, cfg.strong, seed, params, examples)
         seconds = time.perf_counter() - t0
-        scores = score_test(prep, probs, weak, ceil)
+        scores = scorer.score(probs)
         per_seed.append({
             "seed": seed, "seconds": seconds,
             "scores": {s: asdict(v) for s, v in scores.items()},
             "predictions": probs.tolist(),
         })
-    summary = {}
-    for split in (PUBLIC, PRIVATE):
-        summary[split] = {
-            "weak": weak.fixed(split), "ceiling": ceil.fixed(split),
-            "weak_spread": weak.spread(split).as_dict(),
-            "ceiling_spread": ceil.spread(split).as_dict(),
-            **{m: estimate([r["scores"][split][m] for r in per_seed]).as_dict()
-               for m in ("accuracy", "auroc", "pgr")},
-        }
+    summary = scorer.summary(np.array([r["predictions"] for r in per_seed]))
+    weak_acc, ceil_acc = scorer.fixed[PUBLIC]
     record = {
         "kind": "aar.run",
         "config": {**asdict(cfg), "seeds": list(cfg.seeds), "params": params,
                    "method": spec.name, "method_ref": cfg.method},
+        "transductive": spec.transductive,
         "dataset_key": prep.key,
         "code_hash": spec.code_hash(),
         "aar_version": aar.__version__,
@@ -93,7 +74,10 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
         "seconds": time.perf_counter() - t_all,
         "test_ids": prep.workspace.ids("test"),
         "summary": summary,
-        "warning": gap_warning(weak.fixed(), ceil.fixed()),
+        "warning": gap_warning(weak_acc, ceil_acc) or (
+            None if summary[PUBLIC]["gap_ok"] else
+            f"gap too small: the interval of ceiling - weak reaches below {MIN_GAP}, so "
+            "PGR is not reported"),
         "seeds": per_seed,
     }
     run_id = f"{spec.name}-{prep.name}-{stable_hash(record['config'], 8)}-{int(time.time())}"

@@ -1,16 +1,20 @@
-"""Scoring test predictions against the vault (trusted code)."""
+"""The one scorer (trusted code): local runs, the evaluation server and verification all
+score predictions here, against the vault and the stored baselines."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from aar.data.prepare import Prepared
 from aar.data.splits import PRIVATE, PUBLIC
 from aar.errors import AarError
-from aar.w2s.baselines import Baseline
-from aar.w2s.metrics import accuracy, auroc, pgr
+from aar.w2s.metrics import PairedBootstrap, auroc, estimate, paired_bootstrap, pgr
+
+SPLITS = (PUBLIC, PRIVATE)
 
 
 @dataclass(frozen=True)
@@ -22,28 +26,96 @@ class SplitScore:
 
 def check_predictions(probs: object, n: int) -> np.ndarray:
     """Validate a method's output: ``n`` finite probabilities in [0, 1]."""
-    arr = np.asarray(probs, dtype=np.float64)
+    try:
+        arr = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AarError("predictions must be an array of probabilities, one per test id") \
+            from None
     if arr.shape != (n,):
         raise AarError(f"predictions must have shape ({n},) for the test ids, got {arr.shape}")
     if not np.isfinite(arr).all():
         raise AarError("predictions contain NaN or infinity")
-    if arr.min() < 0 or arr.max() > 1:
+    if arr.min(initial=0.0) < 0 or arr.max(initial=0.0) > 1:
         raise AarError("predictions must be probabilities in [0, 1]")
     return arr
 
 
-def score_test(
-    prep: Prepared, test_probs: np.ndarray, weak: Baseline, ceiling: Baseline
-) -> dict[str, SplitScore]:
-    """Scores for predictions aligned with the workspace's ``test`` ids, per test half."""
-    ids = prep.workspace.ids("test")
-    probs = check_predictions(test_probs, len(ids))
-    pos = {i: k for k, i in enumerate(ids)}
-    out = {}
-    for split in (PUBLIC, PRIVATE):
-        idx = np.array([pos[i] for i in prep.vault.splits[split]])
-        y = prep.vault.split_labels(split)
-        acc = accuracy(probs[idx], y)
-        out[split] = SplitScore(acc, auroc(probs[idx], y),
-                                pgr(acc, weak.fixed(split), ceiling.fixed(split)))
-    return out
+@dataclass(frozen=True)
+class Scorer:
+    """Labels of each test half, its positions in the workspace's ``test`` order, and the
+    weak teacher's and ceiling's test predictions."""
+
+    ids: list[str]  # the workspace's merged test split, in order
+    index: dict[str, np.ndarray]  # split -> positions in ``ids``
+    labels: dict[str, np.ndarray]  # split -> 0/1 labels, aligned with ``index``
+    weak_probs: np.ndarray
+    ceiling_probs: np.ndarray
+    weak: str
+    strong: str
+
+    @classmethod
+    def of(cls, prep: Prepared, weak: str, strong: str) -> Scorer:
+        """The scorer of a prepared dataset for a (weak, strong) pair; trains the baselines
+        the first time."""
+        from aar.w2s import baselines
+
+        ids = prep.workspace.ids("test")
+        pos = {i: k for k, i in enumerate(ids)}
+        index = {s: np.array([pos[i] for i in prep.vault.splits[s]], dtype=np.int64)
+                 for s in SPLITS}
+        labels = {s: prep.vault.split_labels(s) for s in SPLITS}
+        return cls(ids, index, labels, baselines.weak_teacher(prep, weak).test_probs,
+                   baselines.ceiling(prep, strong).test_probs, weak, strong)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def correct(self, probs: np.ndarray, split: str) -> np.ndarray:
+        """0/1 correctness of ``probs`` (workspace test order) on the examples of ``split``."""
+        return ((probs[self.index[split]] >= 0.5) == (self.labels[split] == 1)).astype(np.int8)
+
+    @cached_property
+    def fixed(self) -> dict[str, tuple[float, float]]:
+        """split -> (weak accuracy, ceiling accuracy)."""
+        return {s: (float(self.correct(self.weak_probs, s).mean()),
+                    float(self.correct(self.ceiling_probs, s).mean())) for s in SPLITS}
+
+    def score(self, probs: np.ndarray,
+              fixed: dict[str, tuple[float, float]] | None = None) -> dict[str, SplitScore]:
+        """Accuracy, AUROC and PGR of one prediction vector on each test half. ``fixed``
+        overrides the baselines PGR is computed from (the server's published ones)."""
+        probs = check_predictions(probs, self.n)
+        out = {}
+        for s in SPLITS:
+            acc = float(self.correct(probs, s).mean())
+            weak, ceil = (fixed or self.fixed)[s]
+            out[s] = SplitScore(acc, auroc(probs[self.index[s]], self.labels[s]),
+                                pgr(acc, weak, ceil))
+        return out
+
+    def bootstrap(self, rows: np.ndarray, split: str) -> PairedBootstrap:
+        """Intervals over seeds and test examples for predictions ``rows`` (seeds, n)."""
+        rows = np.atleast_2d(rows)
+        return paired_bootstrap(np.stack([self.correct(r, split) for r in rows]),
+                                self.correct(self.weak_probs, split),
+                                self.correct(self.ceiling_probs, split))
+
+    def summary(self, rows: np.ndarray) -> dict[str, dict[str, object]]:
+        """Per test half: baselines, gap, transfer accuracy, PGR (paired-bootstrap
+        intervals), AUROC over seeds, and whether the result sits above the ceiling's
+        interval (a result to review, not to celebrate)."""
+        out: dict[str, dict[str, object]] = {}
+        for s in SPLITS:
+            b = self.bootstrap(rows, s)
+            aucs = [auroc(r[self.index[s]], self.labels[s]) for r in np.atleast_2d(rows)]
+            out[s] = {
+                "weak": b.weak.mean, "ceiling": b.ceiling.mean,
+                "weak_ci": b.weak.as_dict(), "ceiling_ci": b.ceiling.as_dict(),
+                "gap": b.gap.as_dict(), "gap_ok": b.gap_ok,
+                "accuracy": b.accuracy.as_dict(), "pgr": b.pgr.as_dict(),
+                "auroc": estimate(aucs).as_dict(),
+                "above_ceiling": bool(math.isfinite(b.ceiling.high)
+                                      and b.accuracy.mean > b.ceiling.high),
+            }
+        return out
