@@ -1,6 +1,8 @@
 """Run untrusted method and researcher code away from the vault.
 
-Two modes, chosen by ``AAR_SANDBOX`` (``auto`` by default, or ``bwrap`` / ``subprocess``):
+Three modes, chosen by ``AAR_SANDBOX`` (``auto`` by default, or ``bwrap`` / ``landlock`` /
+``subprocess``). ``auto`` takes the first isolating mode that works here, ``bwrap`` then
+``landlock``, and refuses to run (``AarError`` naming what to install) when neither does:
 
 - ``bwrap`` (Debian ``bubblewrap``): a fresh set of namespaces (``--unshare-all``) whose
   file system holds only the system libraries (``/usr`` and the ``/lib*``, ``/bin`` links),
@@ -12,21 +14,36 @@ Two modes, chosen by ``AAR_SANDBOX`` (``auto`` by default, or ``bwrap`` / ``subp
   network at all, not even to the evaluation server: submissions are made by the trusted
   harness outside the sandbox, which is stricter than "only the server". The code runs
   as uid 65534 in its own user namespace (when the kernel allows it) with no capabilities.
-- ``subprocess``: the same clean environment, cwd, resource limits and wall timeout, but
-  the process sees the host's files and network. Used when bubblewrap is missing or
-  unusable (no user namespaces); it logs a warning once and says so in
-  ``SandboxResult.mode``.
+- ``landlock`` (Linux >= 5.13, no root, no package): the kernel's Landlock LSM, applied by
+  a small launcher before ``exec`` (see ``aar.sandbox.landlock``). Nothing is mounted, so
+  the code sees real host paths (``mount_path`` says where), but it can open only the
+  system directories, the loader's ``/etc`` files, the interpreter, venv and ``aar``
+  package (read-only), the caller's read-only paths, ``/dev/null`` and friends,
+  ``/proc/cpuinfo`` and ``/sys/devices/system/cpu`` (read-only), and the work directory
+  and a private temporary directory (read-write); ``/proc/<pid>`` of other processes,
+  the AAR home, vault, database and other workspaces are refused. The network is cut by
+  a fresh network namespace when unprivileged user namespaces work, else by Landlock's
+  TCP rules (ABI >= 4); with ``server_port`` (ABI >= 4) TCP connect to that port alone
+  is allowed. Capabilities are dropped, UNIX socket files cannot be opened (seccomp),
+  signals and ptrace cannot reach processes outside the sandbox (Landlock scopes).
+- ``subprocess``: only when asked for by name (``AAR_SANDBOX=subprocess``, or
+  ``--unsafe-sandbox``): the same clean environment, cwd, resource limits and wall
+  timeout, but the process sees the host's files and network. Every run logs a warning
+  and ``SandboxResult.mode`` says so.
 
-In both modes: CPU time, address space, file size, process count and core dumps are
+In all modes: CPU time, address space, file size, process count and core dumps are
 limited with ``setrlimit`` before ``exec``; a wall timeout kills the whole process group;
-the environment holds only ``PATH``, ``HOME``, locale, ``PYTHONHASHSEED=0``, thread counts
-and what the caller passes explicitly, never the parent's API keys, tokens or database URL.
+the environment is built from an allow-list (``clean_env``): ``PATH``, ``HOME``, locale,
+``PYTHONHASHSEED=0``, thread counts, the variables that select BLAS/OpenMP/NumPy kernels
+(so sandboxed results are bit-identical to in-process ones) and what the caller passes
+explicitly, never the parent's API keys, tokens or database URL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import re
@@ -38,17 +55,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from aar.errors import AarError
+from aar.sandbox.landlock import LAUNCH_FAILED
+from aar.sandbox.landlock import PREFIX as LAUNCH_PREFIX
 from aar.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["bwrap", "subprocess"]
-MODES: tuple[Mode, ...] = ("bwrap", "subprocess")
+Mode = Literal["bwrap", "landlock", "subprocess"]
+MODES: tuple[Mode, ...] = ("bwrap", "landlock", "subprocess")
+ISOLATING: tuple[Mode, ...] = ("bwrap", "landlock")  # the order ``auto`` tries them in
 
 SANDBOX_ROOT = "/sandbox"
 WORK_MOUNT = f"{SANDBOX_ROOT}/work"  # the read-write work directory, cwd and $HOME
@@ -58,8 +78,29 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
              "/etc/alternatives")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS")
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS",
+               "BLIS_NUM_THREADS", "GOTO_NUM_THREADS")
+# Inherited from the parent because they choose the numerical kernels (OpenBLAS core type
+# and cache sizes, MKL's code path and CNR mode, BLIS architecture, OpenMP schedule and
+# reductions, NumPy's SIMD dispatch): without them a sandboxed run can take another
+# kernel and differ from the in-process run in the last bits.
+KERNEL_VAR_PREFIXES = ("OPENBLAS_", "GOTO", "OMP_", "GOMP_", "KMP_", "MKL_", "BLIS_",
+                       "NUMEXPR_", "VECLIB_", "NPY_", "ARMPL_")
+# ... but a name that smells of a credential is never inherited, whatever its prefix
+SECRET_NAME_RE = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|_URL$|_DSN$",
+                            re.I)
+# the read-only extras Landlock mode allows beside the system and Python directories
+LANDLOCK_READ = ("/proc/cpuinfo", "/sys/devices/system/cpu")
+LANDLOCK_DEV_RW = ("/dev/null", "/dev/zero", "/dev/full")
+LANDLOCK_DEV_RO = ("/dev/random", "/dev/urandom")
+LANDLOCK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "landlock.py")
 PROBE_TIMEOUT_S = 20.0
+INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) or run on "
+                "Linux >= 5.13 with Landlock enabled (check with: aar doctor); or accept "
+                "NO isolation with AAR_SANDBOX=subprocess / --unsafe-sandbox")
+UNSAFE_WARNING = ("sandbox mode subprocess: code runs with NO file or network isolation (it "
+                  "can read the vault and the database); asked for by AAR_SANDBOX=subprocess "
+                  "or --unsafe-sandbox")
 
 
 @dataclass(frozen=True)
@@ -89,19 +130,31 @@ class BwrapProbe:
     reason: str  # why not, or which profile works
     userns: bool = False  # run as SANDBOX_UID in a new user namespace
     tmpfs_size: bool = False  # bwrap knows ``--size`` (0.7+)
+    exe: str = "bwrap"
+
+
+def _bwrap_exe() -> str | None:
+    """The bubblewrap binary: ``$AAR_BWRAP`` (a path, or ``none`` to hide it) or PATH's."""
+    forced = os.environ.get("AAR_BWRAP", "").strip()
+    if forced:
+        return None if forced.lower() == "none" else shutil.which(forced)
+    return shutil.which("bwrap")
 
 
 @functools.cache
 def bwrap_probe() -> BwrapProbe:
     """Try a trivial Python run under bubblewrap once per process and remember the answer:
     bwrap may be installed yet unusable (no user namespaces, seccomp in a container)."""
-    exe = shutil.which("bwrap")
+    exe = _bwrap_exe()
     if exe is None:
-        return BwrapProbe(False, "bwrap not found on PATH (install the Debian package bubblewrap)")
+        hidden = os.environ.get("AAR_BWRAP", "").strip().lower() == "none"
+        return BwrapProbe(False, "bwrap is hidden (AAR_BWRAP=none)" if hidden else
+                          "bwrap not found on PATH (install the Debian package bubblewrap)")
     first_error = ""
     with tempfile.TemporaryDirectory(prefix="aar-bwrap-probe-") as tmp:
         for userns, size in ((True, True), (False, True), (True, False), (False, False)):
-            probe = BwrapProbe(True, f"{exe}: userns={userns} tmpfs_size={size}", userns, size)
+            probe = BwrapProbe(True, f"{exe}: userns={userns} tmpfs_size={size}", userns, size,
+                               exe)
             argv = _bwrap_argv([sys.executable, "-c", "import sys"], Path(tmp), {}, probe,
                                tmpfs_bytes=64 << 20)
             try:
@@ -115,43 +168,147 @@ def bwrap_probe() -> BwrapProbe:
     return BwrapProbe(False, f"bwrap is installed but unusable: {first_error or 'no output'}")
 
 
-def detect_mode() -> Mode:
-    """``bwrap`` when bubblewrap works on this machine, else ``subprocess`` (cached)."""
-    return "bwrap" if bwrap_probe().usable else "subprocess"
+@dataclass(frozen=True)
+class LandlockProbe:
+    usable: bool
+    reason: str  # why not, or what works
+    abi: int = 0  # the kernel's Landlock ABI (0: none)
+    netns: bool = False  # the network is cut by a user+network namespace (else by Landlock)
 
 
-_warned = False
+def _netns_wanted() -> bool:
+    """``AAR_SANDBOX_NETNS=0`` skips the network namespace (Landlock's TCP rules only)."""
+    return os.environ.get("AAR_SANDBOX_NETNS", "1").strip() not in ("0", "false", "no")
 
 
-def _warn_unisolated(why: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        log.warning("sandbox: running code in a restricted subprocess (%s); file and network "
-                    "isolation are NOT enforced without bubblewrap", why)
+@functools.cache
+def landlock_probe() -> LandlockProbe:
+    """Check Landlock's ABI, then start a real Python (venv and ``aar`` imported) under the
+    launcher once per process and remember what it achieved."""
+    from aar.sandbox.landlock import landlock_abi
+
+    abi = landlock_abi()
+    if abi < 1:
+        return LandlockProbe(False, f"Landlock is not available (kernel {os.uname().release}; "
+                             "needs Linux >= 5.13 with Landlock enabled)")
+    with tempfile.TemporaryDirectory(prefix="aar-landlock-probe-") as tmp:
+        work = Path(tmp)
+        policy = landlock_policy(work, {}, work, None)
+        policy["report"] = True
+        argv = [sys.executable, "-I", "-S", LANDLOCK_SCRIPT, json.dumps(policy), "--",
+                sys.executable, "-c", "import aar.sandbox"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S,
+                                  env=clean_env(str(work), tmpdir=str(work)), cwd=work,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return LandlockProbe(False, f"the Landlock launcher failed to start: {exc}", abi)
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    report = next((ln[len(LAUNCH_PREFIX):].strip() for ln in lines
+                   if ln.startswith(LAUNCH_PREFIX)), "")
+    if proc.returncode == LAUNCH_FAILED or proc.returncode != 0:
+        why = report or (lines[-1] if lines else f"exit status {proc.returncode}")
+        return LandlockProbe(False, f"Landlock ABI {abi} but the sandbox cannot start: {why}",
+                             abi)
+    try:
+        achieved = json.loads(report)
+    except ValueError:
+        return LandlockProbe(False, f"the Landlock launcher said {report!r}", abi)
+    netns = bool(achieved.get("netns"))
+    net = "network namespace" if netns else "Landlock TCP rules (no user namespaces)"
+    return LandlockProbe(True, f"Landlock ABI {abi}, network cut by {net}", abi, netns)
+
+
+def detect_mode() -> Mode | None:
+    """The isolating mode this machine gets (``bwrap``, else ``landlock``), or None."""
+    if bwrap_probe().usable:
+        return "bwrap"
+    if landlock_probe().usable:
+        return "landlock"
+    return None
+
+
+def _warn_unisolated() -> None:
+    log.warning("%s", UNSAFE_WARNING)
 
 
 def resolve_mode(requested: str | None = None) -> Mode:
-    """The mode to use: ``requested`` or ``$AAR_SANDBOX`` (``auto``, ``bwrap``, ``subprocess``)."""
+    """The mode to use: ``requested`` or ``$AAR_SANDBOX`` (``auto``, ``bwrap``, ``landlock``,
+    ``subprocess``). ``auto`` never falls back to ``subprocess``: with no isolating mode
+    it raises ``AarError`` saying what to install."""
     want = (requested or os.environ.get("AAR_SANDBOX") or "auto").strip().lower()
     if want not in ("auto", *MODES):
-        raise AarError(f"AAR_SANDBOX={want!r} is not a sandbox mode; use auto, bwrap or subprocess")
+        raise AarError(f"AAR_SANDBOX={want!r} is not a sandbox mode; use auto, bwrap, "
+                       "landlock or subprocess")
     if want == "subprocess":
-        _warn_unisolated("AAR_SANDBOX=subprocess")
         return "subprocess"
-    probe = bwrap_probe()
-    if probe.usable:
-        return "bwrap"
     if want == "bwrap":
-        raise AarError(f"AAR_SANDBOX=bwrap but {probe.reason}; install bubblewrap or set "
-                       "AAR_SANDBOX=subprocess")
-    _warn_unisolated(probe.reason)
-    return "subprocess"
+        probe = bwrap_probe()
+        if not probe.usable:
+            raise AarError(f"AAR_SANDBOX=bwrap but {probe.reason}; install bubblewrap or use "
+                           "AAR_SANDBOX=auto")
+        return "bwrap"
+    if want == "landlock":
+        ll = landlock_probe()
+        if not ll.usable:
+            raise AarError(f"AAR_SANDBOX=landlock but {ll.reason}; use AAR_SANDBOX=auto")
+        return "landlock"
+    mode = detect_mode()
+    if mode is None:
+        raise AarError(f"no isolating sandbox on this machine ({bwrap_probe().reason}; "
+                       f"{landlock_probe().reason}): {INSTALL_HINT}")
+    return mode
+
+
+def require_isolation(allow_unsafe: bool = False) -> Mode:
+    """For commands that run untrusted code (``aar research``, ``aar verify``): the mode
+    they will get, checked before they start. ``allow_unsafe`` (``--unsafe-sandbox``)
+    selects ``subprocess`` for this process and its children, with a warning; otherwise
+    an ``AarError`` says what to install when nothing isolates."""
+    if allow_unsafe:
+        os.environ["AAR_SANDBOX"] = "subprocess"
+    mode = resolve_mode()
+    if mode == "subprocess":
+        _warn_unisolated()
+    return mode
+
+
+@dataclass(frozen=True)
+class IsolationReport:
+    """What isolates sandboxed code on this machine, for a run's record."""
+
+    mode: Mode | None  # what ``resolve_mode()`` gives now (None: it refuses)
+    isolated: bool
+    reason: str
+    bwrap: str  # the bubblewrap probe's answer
+    landlock: str  # the Landlock probe's answer
+    landlock_abi: int
+    requested: str  # $AAR_SANDBOX or "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def isolation_report() -> IsolationReport:
+    """Which mode sandboxed runs get here and why (never raises)."""
+    requested = (os.environ.get("AAR_SANDBOX") or "auto").strip().lower()
+    bw, ll = bwrap_probe(), landlock_probe()
+    mode: Mode | None = None
+    try:
+        got = resolve_mode()
+        reason = {"bwrap": f"bubblewrap works ({bw.reason})",
+                  "landlock": f"{ll.reason}" + ("" if bw.usable else f"; {bw.reason}"),
+                  "subprocess": UNSAFE_WARNING}[got]
+        mode = got
+    except AarError as exc:
+        reason = str(exc)
+    return IsolationReport(mode, mode in ISOLATING, reason, bw.reason, ll.reason, ll.abi,
+                           requested)
 
 
 def mount_path(mode: Mode, host: Path, mount: str) -> str:
-    """Where the code in the sandbox finds ``host``: its mount point, or the host path itself
-    in ``subprocess`` mode (which mounts nothing)."""
+    """Where the code in the sandbox finds ``host``: its mount point under bwrap, or the host
+    path itself in ``landlock`` and ``subprocess`` modes (which mount nothing)."""
     return mount if mode == "bwrap" else str(host)
 
 
@@ -214,7 +371,7 @@ def _python_dirs() -> list[Path]:
 
 def _bwrap_argv(argv: Sequence[str], workdir: Path, readonly: Mapping[Path, str],
                 probe: BwrapProbe, *, tmpfs_bytes: int) -> list[str]:
-    out = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+    out = [probe.exe, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--hostname", "sandbox"]
     if probe.userns:
         out += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
@@ -267,10 +424,21 @@ def _check_layout(workdir: Path, readonly: Mapping[Path, str]) -> dict[Path, str
 # --- environment and limits ----------------------------------------------------------
 
 
+def kernel_env(parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parent's variables that select numerical kernels (``KERNEL_VAR_PREFIXES``),
+    minus thread counts (the sandbox sets its own) and anything named like a secret."""
+    src = os.environ if parent is None else parent
+    return {k: v for k, v in src.items()
+            if k.startswith(KERNEL_VAR_PREFIXES) and k not in THREAD_VARS
+            and not SECRET_NAME_RE.search(k)}
+
+
 def clean_env(home: str, *, threads: int = 1, tmpdir: str = "/tmp",
               extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The whole environment of sandboxed code: nothing is inherited from the parent."""
+    """The whole environment of sandboxed code, from an allow-list: fixed values, the
+    kernel-selecting variables of ``kernel_env`` and ``extra``; nothing else is inherited."""
     env = {
+        **kernel_env(),
         "PATH": os.pathsep.join([os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin",
                                  "/bin"]),
         "HOME": home, "USER": "sandbox", "LOGNAME": "sandbox", "TMPDIR": tmpdir,
@@ -280,6 +448,22 @@ def clean_env(home: str, *, threads: int = 1, tmpdir: str = "/tmp",
     }
     env.update(extra or {})
     return env
+
+
+def landlock_policy(work: Path, mounts: Mapping[Path, str], private: Path,
+                    server_port: int | None) -> dict[str, Any]:
+    """What the Landlock launcher allows: system, loader and Python directories read and
+    execute; a few device and CPU-description files; the caller's read-only paths; the work
+    and private temporary directories read-write. Everything else is refused."""
+    rules: list[tuple[str, str]] = []
+    rules += [(d, "rx") for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    rules += [(f, "ro") for f in ETC_FILES if os.path.exists(f)]
+    rules += [(str(p), "rx") for p in _python_dirs()]
+    rules += [(f, "ro") for f in (*LANDLOCK_READ, *LANDLOCK_DEV_RO) if os.path.exists(f)]
+    rules += [(f, "dev") for f in LANDLOCK_DEV_RW if os.path.exists(f)]
+    rules += [(str(host), "ro") for host in mounts]
+    rules += [(str(work), "rw"), (str(private), "rw")]
+    return {"rules": rules, "port": server_port, "netns": _netns_wanted(), "report": False}
 
 
 def _user_tasks() -> int:
@@ -390,13 +574,17 @@ def run_sandboxed(
     threads: int = 1,
     max_output_bytes: int = 1 << 20,
     mode: Mode | None = None,
+    server_port: int | None = None,
 ) -> SandboxResult:
     """Run ``argv`` isolated, with ``workdir`` read-write as its cwd (``WORK_MOUNT`` under
     bwrap) and each ``readonly`` host path mounted read-only at its mount point.
 
-    In ``subprocess`` mode nothing is mounted: code sees host paths (see ``mount_path``).
-    ``env`` adds to the clean environment. Output beyond ``max_output_bytes`` per stream is
-    cut from the front; ``nproc`` is a budget of new tasks on top of the uid's current ones.
+    In ``landlock`` and ``subprocess`` modes nothing is mounted: code sees host paths (see
+    ``mount_path``). ``env`` adds to the clean environment. ``server_port``: in landlock
+    mode with ABI >= 4, TCP connect to this port (on any address) stays allowed and
+    nothing else; bwrap mode never has network. Output beyond ``max_output_bytes`` per
+    stream is cut from the front; ``nproc`` is a budget of new tasks on top of the uid's
+    current ones. Raises ``AarError`` when the sandbox itself cannot start.
     """
     if not argv:
         raise AarError("nothing to run in the sandbox: empty command")
@@ -418,7 +606,16 @@ def run_sandboxed(
                 raise AarError(f"sandbox mode bwrap requested but {probe.reason}")
             cmd = _bwrap_argv(argv, work, mounts, probe, tmpfs_bytes=memory_mb << 20)
             child_env = clean_env(WORK_MOUNT, threads=threads, extra=env)
+        elif mode == "landlock":
+            ll = landlock_probe()
+            if not ll.usable:
+                raise AarError(f"sandbox mode landlock requested but {ll.reason}")
+            policy = landlock_policy(work, mounts, Path(private), server_port)
+            cmd = [sys.executable, "-I", "-S", LANDLOCK_SCRIPT, json.dumps(policy), "--",
+                   *argv]
+            child_env = clean_env(str(work), threads=threads, tmpdir=private, extra=env)
         else:
+            _warn_unisolated()
             cmd = list(argv)
             child_env = clean_env(str(work), threads=threads, tmpdir=private, extra=env)
         t0 = time.monotonic()
@@ -436,5 +633,7 @@ def run_sandboxed(
         if mode == "bwrap" and 128 < rc < 128 + signal.NSIG:
             rc = 128 - rc  # bwrap reports a signalled child as 128 + signal
         stdout, stderr = _read_tail(out, max_output_bytes), _read_tail(err, max_output_bytes)
+    if mode == "landlock" and rc == LAUNCH_FAILED and stderr.startswith(LAUNCH_PREFIX):
+        raise AarError(f"the landlock sandbox could not start: {stderr.splitlines()[0]}")
     return SandboxResult(rc, stdout, stderr, timed_out, _killed_reason(rc, timed_out, stderr),
                          mode, seconds)

@@ -1,0 +1,342 @@
+"""Landlock isolation without root: a tiny launcher that restricts itself, then execs.
+
+The sandbox runner starts ``python -I -S landlock.py POLICY_JSON -- CMD...``. This file
+is run as a script, not imported as ``aar.sandbox.landlock``, and uses the standard
+library only: ``-I -S`` skips ``site`` and the environment, so the launcher starts in
+about 10 ms and nothing from the venv runs before the restriction. In order, it
+
+1. opens every rule's path (``O_PATH``, before anything is restricted);
+2. moves into fresh user, network and IPC namespaces (``unshare``) when the kernel lets
+   an unprivileged process do it, which cuts the network entirely (only a loopback
+   interface that is down) and makes the host's capabilities meaningless;
+3. drops every capability it still has (bounding set, ambient set, then ``capset`` to
+   zero), so a sandbox started by root is not root in any sense the kernel honours
+   outside Landlock (no module loading, no raw sockets, no ``chown``);
+4. sets ``PR_SET_NO_NEW_PRIVS`` (set-uid binaries grant nothing);
+5. creates a Landlock ruleset that handles every file-system right the running ABI knows
+   (and TCP bind/connect from ABI 4, abstract UNIX sockets and signals from ABI 6),
+   adds one rule per path, plus one TCP-connect rule for the server port when one is
+   given, and restricts itself;
+6. installs a seccomp filter that refuses ``socket(AF_UNIX, ...)``, because Landlock (up
+   to ABI 7) does not restrict ``connect`` to a UNIX socket *file* such as PostgreSQL's
+   or Docker's (``socketpair`` still works);
+7. ``execv``'s the command, which inherits all of it and cannot undo any of it.
+
+Why a launcher instead of a ``preexec_fn``: the parent may run threads (the research
+orchestrator does), and after ``fork`` only async-signal-safe work is safe; ``ctypes``,
+JSON parsing and ``unshare(CLONE_NEWUSER)`` (which needs a single-threaded caller) are
+not. A fresh interpreter is single-threaded and can fail with a clear message. The cost
+is one extra interpreter start (measured in ``bench/bench_sandbox.py``).
+
+What the restriction allows is decided by the trusted runner (``runner.landlock_policy``)
+and passed in as JSON: ``{"rules": [[path, "ro"|"rx"|"rw"|"dev"], ...], "port": int|null,
+"netns": bool, "report": bool}``. Paths are not remapped: the code sees real host paths,
+and every path not named (``$AAR_HOME``, the vault, the database, ``/proc`` except
+``/proc/cpuinfo``, other workspaces, ``/etc`` except the loader's files) cannot be opened,
+listed, written or executed. Landlock does not hide a path's existence from ``stat`` and
+does not restrict ``chmod``/``chown``/``utime`` by path; with the capabilities dropped
+that only reaches files owned by the sandbox's own uid.
+
+On failure the launcher writes one line starting ``aar-landlock:`` to stderr and exits
+with ``LAUNCH_FAILED`` without running anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import platform
+import signal
+import struct
+import sys
+from typing import Any
+
+LAUNCH_FAILED = 125
+PREFIX = "aar-landlock:"
+
+# since Linux 5.1 new system calls have one number on every architecture (alpha aside)
+SYSCALLS = {"landlock_create_ruleset": 444, "landlock_add_rule": 445,
+            "landlock_restrict_self": 446}
+CAPSET = {"x86_64": 126, "aarch64": 91}
+KNOWN_ARCHES = ("x86_64", "aarch64")
+LANDLOCK_CREATE_RULESET_VERSION = 1 << 0
+LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_RULE_NET_PORT = 2
+
+# file-system rights, by the ABI that introduced them
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_REMOVE_DIR = 1 << 4
+FS_REMOVE_FILE = 1 << 5
+FS_MAKE_CHAR = 1 << 6
+FS_MAKE_DIR = 1 << 7
+FS_MAKE_REG = 1 << 8
+FS_MAKE_SOCK = 1 << 9
+FS_MAKE_FIFO = 1 << 10
+FS_MAKE_BLOCK = 1 << 11
+FS_MAKE_SYM = 1 << 12
+FS_REFER = 1 << 13  # ABI 2
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+FS_ABI1 = (1 << 13) - 1
+FS_BY_ABI = {1: FS_ABI1, 2: FS_ABI1 | FS_REFER, 3: FS_ABI1 | FS_REFER | FS_TRUNCATE,
+             5: FS_ABI1 | FS_REFER | FS_TRUNCATE | FS_IOCTL_DEV}
+FILE_ONLY = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+NET_BIND_TCP = 1 << 0  # ABI 4
+NET_CONNECT_TCP = 1 << 1
+SCOPE_ABSTRACT_UNIX = 1 << 0  # ABI 6
+SCOPE_SIGNAL = 1 << 1
+
+ACCESS = {
+    "ro": FS_READ_FILE | FS_READ_DIR,
+    "rx": FS_READ_FILE | FS_READ_DIR | FS_EXECUTE,
+    "dev": FS_READ_FILE | FS_WRITE_FILE,
+    "rw": -1,  # every handled right
+}
+
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+AF_UNIX = 1
+
+
+class LaunchError(Exception):
+    pass
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def _prctl(libc: ctypes.CDLL, option: int, *args: int) -> int:
+    """``prctl`` with every argument passed as a full unsigned long (unused ones zero)."""
+    full = [ctypes.c_ulong(a) for a in (*args, 0, 0, 0, 0)[:4]]
+    return int(libc.prctl(ctypes.c_int(option), *full))
+
+
+def fs_rights(abi: int) -> int:
+    """The file-system rights Landlock ABI ``abi`` handles."""
+    return FS_BY_ABI[max(k for k in FS_BY_ABI if k <= abi)] if abi >= 1 else 0
+
+
+def landlock_abi() -> int:
+    """The running kernel's Landlock ABI version: 0 when Landlock is missing or disabled,
+    or the architecture is one this module does not know."""
+    if sys.platform != "linux" or platform.machine() not in KNOWN_ARCHES:
+        return 0
+    libc = _libc()
+    abi = libc.syscall(SYSCALLS["landlock_create_ruleset"], None, ctypes.c_size_t(0),
+                       ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    return int(abi) if abi > 0 else 0
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise LaunchError(f"{what} failed: {os.strerror(err)} (errno {err})")
+    return ret
+
+
+def _unshare(libc: ctypes.CDLL, net: bool) -> bool:
+    """New user, PID and IPC namespaces (and network, if ``net``); False when the kernel
+    forbids unprivileged user namespaces."""
+    flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC | (CLONE_NEWNET if net else 0)
+    if libc.unshare(ctypes.c_int(flags)) == 0:
+        return True
+    if ctypes.get_errno() not in (errno.EPERM, errno.EINVAL, errno.ENOSPC, errno.EUSERS,
+                                  errno.ENOSYS, errno.EACCES):
+        _check(-1, "unshare")
+    return False
+
+
+def _exit_as(status: int) -> None:
+    """End this process the way a child with wait status ``status`` ended."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def _supervise(child: int, status_pipe: int) -> None:
+    """The outer launcher: wait for the namespace's init, then end as its command ended
+    (the init passes the command's raw wait status through ``status_pipe``)."""
+    _, status = os.waitpid(child, 0)
+    data = os.read(status_pipe, 4)
+    _exit_as(struct.unpack("=i", data)[0] if len(data) == 4 else status)
+
+
+def _init(target: int, status_pipe: int) -> None:
+    """PID 1 of the sandbox's namespace: reap everything, and when the command ``target``
+    ends, report its status and exit, which makes the kernel kill every process left."""
+    while True:
+        pid, status = os.wait()
+        if pid == target:
+            os.write(status_pipe, struct.pack("=i", status))
+            os._exit(0)
+
+
+def _drop_capabilities(libc: ctypes.CDLL) -> None:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 63
+    for cap in range(last + 1):  # needs CAP_SETPCAP: an unprivileged caller has none to drop
+        _prctl(libc, PR_CAPBSET_DROP, cap)
+    _prctl(libc, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = struct.pack("=Ii", LINUX_CAPABILITY_VERSION_3, 0)
+    data = bytes(24)  # two {effective, permitted, inheritable} u32 triples, all zero
+    nr = CAPSET.get(platform.machine())
+    if nr is not None:
+        _check(libc.syscall(nr, header, data), "capset")
+
+
+def _seccomp_no_unix_sockets(libc: ctypes.CDLL) -> None:
+    """A classic-BPF filter: ``socket(AF_UNIX, ...)`` fails with EACCES, all else runs."""
+    audit_arch = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[platform.machine()]
+    nr_socket = {"x86_64": 41, "aarch64": 198}[platform.machine()]
+    ld_w_abs, jeq_k, jge_k, ret_k = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | errno.EACCES
+    kill = 0x80000000  # SECCOMP_RET_KILL_PROCESS: a foreign syscall ABI (i386, x32)
+    prog = [
+        (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
+        (jeq_k, 1, 0, audit_arch),
+        (ret_k, 0, 0, kill),
+        (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
+        (jge_k, 5, 0, 0x40000000),  # the x32 ABI shares AUDIT_ARCH_X86_64
+        (jeq_k, 0, 3, nr_socket),
+        (ld_w_abs, 0, 0, 16),  # seccomp_data.args[0], low 32 bits (little endian)
+        (jeq_k, 0, 1, AF_UNIX),
+        (ret_k, 0, 0, deny),
+        (ret_k, 0, 0, allow),
+        (ret_k, 0, 0, kill),
+    ]
+    code = b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = ctypes.create_string_buffer(struct.pack("@HP", len(prog), ctypes.addressof(buf)))
+    _check(_prctl(libc, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog)),
+           "seccomp")
+
+
+def restrict(policy: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``policy`` to this process (irreversibly); return what was achieved. With user
+    namespaces this forks: the caller continues as PID 1 of a new PID namespace (``pidns``
+    in the result) while the original process only waits and relays the exit status."""
+    libc = _libc()
+    abi = landlock_abi()
+    if abi < 1:
+        raise LaunchError("Landlock is not available in this kernel (needs Linux >= 5.13 "
+                          "with Landlock enabled)")
+    fs = fs_rights(abi)
+    port = policy.get("port")
+    net_rules = abi >= 4
+    fds: list[tuple[int, int]] = []
+    try:
+        for path, kind in policy["rules"]:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            access = fs if ACCESS[kind] == -1 else ACCESS[kind] & fs
+            if not os.path.isdir(path):
+                access &= FILE_ONLY
+            fds.append((fd, access))
+        # a network namespace cuts everything, the server too: use it unless a server port
+        # must stay reachable and Landlock can allow exactly that port
+        want_netns = bool(policy.get("netns", True)) and not (port and net_rules)
+        userns = _unshare(libc, want_netns)
+        netns = userns and want_netns
+        if not netns and not net_rules:
+            raise LaunchError(f"cannot cut the network: no user namespaces and Landlock ABI "
+                              f"{abi} < 4 cannot restrict TCP")
+        status_pipe = -1
+        if userns:  # the next child is PID 1 of the new PID namespace
+            read_end, status_pipe = os.pipe()
+            child = os.fork()
+            if child:
+                os.close(status_pipe)
+                _supervise(child, read_end)
+            os.close(read_end)
+            _prctl(libc, PR_SET_PDEATHSIG, signal.SIGKILL)
+        _drop_capabilities(libc)
+        _check(_prctl(libc, PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+        fields = [fs]
+        if abi >= 4:
+            fields.append(NET_BIND_TCP | NET_CONNECT_TCP)
+        if abi >= 6:
+            fields.append(SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL)
+        attr = struct.pack(f"={len(fields)}Q", *fields)
+        ruleset = _check(libc.syscall(SYSCALLS["landlock_create_ruleset"], attr,
+                                      ctypes.c_size_t(len(attr)), ctypes.c_uint32(0)),
+                         "landlock_create_ruleset")
+        for fd, access in fds:
+            if access:
+                rule = struct.pack("=Qi", access, fd)
+                _check(libc.syscall(SYSCALLS["landlock_add_rule"], ctypes.c_int(ruleset),
+                                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), rule,
+                                    ctypes.c_uint32(0)), "landlock_add_rule(path)")
+        allowed_port = None
+        if port and net_rules and not netns:
+            rule = struct.pack("=QQ", NET_CONNECT_TCP, int(port))
+            _check(libc.syscall(SYSCALLS["landlock_add_rule"], ctypes.c_int(ruleset),
+                                ctypes.c_int(LANDLOCK_RULE_NET_PORT), rule, ctypes.c_uint32(0)),
+                   "landlock_add_rule(port)")
+            allowed_port = int(port)
+        _check(libc.syscall(SYSCALLS["landlock_restrict_self"], ctypes.c_int(ruleset),
+                            ctypes.c_uint32(0)), "landlock_restrict_self")
+        os.close(ruleset)
+        _seccomp_no_unix_sockets(libc)
+    finally:
+        for fd, _ in fds:
+            os.close(fd)
+    return {"abi": abi, "netns": netns, "pidns": userns, "tcp_port": allowed_port,
+            "uid": os.getuid(), "status_pipe": status_pipe}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        print(f"{PREFIX} usage: landlock.py POLICY_JSON -- CMD [ARGS...]", file=sys.stderr)
+        return LAUNCH_FAILED
+    try:
+        policy = json.loads(argv[0])
+        achieved = restrict(policy)
+    except (LaunchError, OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"{PREFIX} {exc}", file=sys.stderr)
+        return LAUNCH_FAILED
+    status_pipe = achieved.pop("status_pipe")
+    if policy.get("report"):
+        print(f"{PREFIX} {json.dumps(achieved)}", file=sys.stderr, flush=True)
+    cmd = argv[2:]
+    if achieved["pidns"]:
+        target = os.fork()
+        if target:
+            _init(target, status_pipe)
+        os.close(status_pipe)
+    try:
+        os.execvp(cmd[0], cmd)
+    except OSError as exc:
+        print(f"{PREFIX} cannot run {cmd[0]}: {exc}", file=sys.stderr)
+    return LAUNCH_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
