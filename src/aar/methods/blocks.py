@@ -10,7 +10,8 @@ method, a researcher's idea or a search over compositions can reuse it:
   ``seed_agreement``, ``combine_seeds``);
 - geometry of the strong space (``unit_features``, ``knn_graph``, ``propagate``);
 - the strong model's own view (``cross_fit``: out-of-fold predictions, so an example's
-  prior does not come from a head that saw its own weak label);
+  prior does not come from a head that saw its own weak label); a PCA fitted on some rows
+  and applied to any (``fit_pca`` -> ``Projection``; ``principal_components``);
 - combining a prior with weak evidence (``logit``, ``product_of_experts``,
   ``noisy_channel_em``);
 - loops (``self_train``).
@@ -22,6 +23,7 @@ Binary labels are P(y=1) vectors; where a block is multiclass-safe it also takes
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
@@ -213,19 +215,60 @@ def cross_fit(
     return out
 
 
-def principal_components(x: np.ndarray, dims: int, whiten: bool = True) -> np.ndarray:
-    """Scores of the rows of ``x`` (standardised, unit-norm) on its top ``dims`` principal
-    components, scaled to unit variance when ``whiten``. Each component is oriented toward
-    its heavier tail (a label-free convention: the output does not depend on the
-    eigen-solver's sign choice)."""
-    u = unit_features(x).astype(np.float64)
-    u -= u.mean(axis=0)
+@dataclass(frozen=True)
+class Projection:
+    """A fitted PCA projection of strong features: call it on any rows (the examples it
+    was fitted on or unseen ones) to get their scores on the fitted components.
+
+    Rows are mapped as the heads see them (L2-normalised, standardised with the fit
+    data's statistics, L2-normalised again), centred on the fit data's mean, projected
+    on the top components, oriented and (when whitened) scaled by the fit data's spread.
+    """
+
+    std: Standardizer
+    mean: np.ndarray  # (d,) mean of the fit data's unit features
+    components: np.ndarray  # (d, dims)
+    sign: np.ndarray  # (dims,) +1/-1: each component toward the fit data's heavier tail
+    scale: np.ndarray  # (dims,) the fit data's score spread (ones when not whitened)
+
+    @property
+    def dims(self) -> int:
+        return int(self.components.shape[1])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.components.shape[0]:
+            raise ValueError(f"projection fitted on {self.components.shape[0]}-dimensional "
+                             f"features, got an array of shape {x.shape}")
+        u = normalize(self.std(x)).astype(np.float32).astype(np.float64)
+        z = (u - self.mean) @ self.components
+        return z * self.sign / self.scale
+
+
+def fit_pca(x: np.ndarray, dims: int, whiten: bool = True) -> Projection:
+    """Fit the top ``dims`` principal components of the rows of ``x`` (standardised,
+    unit-norm), each oriented toward its heavier tail (a label-free convention: the result
+    does not depend on the eigen-solver's sign choice) and, when ``whiten``, scaled to
+    unit variance on ``x``. Apply the returned :class:`Projection` to any rows."""
+    if dims < 1:
+        raise ValueError(f"PCA needs at least one dimension, got dims={dims}")
+    std = Standardizer.fit(x)
+    u = normalize(std(x)).astype(np.float32).astype(np.float64)
+    mean = u.mean(axis=0)
+    u -= mean
     vals, vecs = np.linalg.eigh(u.T @ u)
     top = vecs[:, np.argsort(-vals, kind="stable")[:dims]]
     z = u @ top
     flip = np.sign(np.sum(z**3, axis=0))
-    z = z * np.where(flip == 0, 1.0, flip)
-    return z / (z.std(axis=0) + 1e-12) if whiten else z
+    sign = np.where(flip == 0, 1.0, flip)
+    scale = (z * sign).std(axis=0) + 1e-12 if whiten else np.ones(top.shape[1])
+    return Projection(std, mean, top, sign, scale)
+
+
+def principal_components(x: np.ndarray, dims: int, whiten: bool = True) -> np.ndarray:
+    """Scores of the rows of ``x`` on its own top ``dims`` principal components
+    (:func:`fit_pca` fitted on ``x`` and applied to it)."""
+    return fit_pca(x, dims, whiten)(x)
 
 
 def loo_ridge(z: np.ndarray, target: np.ndarray, l2: float = 1.0) -> np.ndarray:
