@@ -1,7 +1,8 @@
 """The sandbox: code run in it cannot reach the vault, the server database, the admin token,
 the network or the parent's secrets; limits stop it; the method worker gives the same
-predictions as an in-process run. Every isolation test has a control showing that the
-same probe does see the secret (or the socket) when isolation is absent."""
+predictions as an in-process run in every mode. Every isolation test has a control showing
+that the same probe does see the secret (or the socket) when isolation is absent. The
+attack catalogue, run in every isolating mode, is ``test_sandbox_escape.py``."""
 
 from __future__ import annotations
 
@@ -27,25 +28,38 @@ from aar.sandbox import runner
 from aar.sandbox.runner import (
     WORK_MOUNT,
     BwrapProbe,
+    LandlockProbe,
     Mode,
     SandboxResult,
     bwrap_probe,
+    clean_env,
     detect_mode,
+    isolation_report,
+    landlock_probe,
+    mount_path,
+    require_isolation,
     resolve_mode,
     run_sandboxed,
 )
 from aar.sandbox.worker import EXPORT_MOUNT, _read_job_file, run_method_sandboxed
 from aar.settings import get_settings
 from aar.w2s import baselines
-from aar.w2s.runner import RunConfig, predict
+from aar.w2s.context import examples_of, fit_predict
 
 PROBE = bwrap_probe()
-# CI that installs bubblewrap sets AAR_SANDBOX=bwrap: then a broken probe fails instead of
-# quietly skipping every isolation test
-REQUIRED = os.environ.get("AAR_SANDBOX") == "bwrap"
-needs_bwrap = pytest.mark.skipif(not PROBE.usable and not REQUIRED,
+LANDLOCK = landlock_probe()
+# CI that forces a mode (AAR_SANDBOX=bwrap or landlock) fails on a broken probe instead of
+# quietly skipping every isolation test of that mode
+FORCED = os.environ.get("AAR_SANDBOX", "")
+needs_bwrap = pytest.mark.skipif(not PROBE.usable and FORCED != "bwrap",
                                  reason=f"bubblewrap is not usable here: {PROBE.reason}")
-MODES = pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=needs_bwrap), "subprocess"])
+needs_landlock = pytest.mark.skipif(not LANDLOCK.usable and FORCED != "landlock",
+                                    reason=f"Landlock is not usable here: {LANDLOCK.reason}")
+ISOLATING = pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=needs_bwrap),
+                                             pytest.param("landlock", marks=needs_landlock)])
+MODES = pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=needs_bwrap),
+                                         pytest.param("landlock", marks=needs_landlock),
+                                         "subprocess"])
 DATA = "synthetic:n=2000,seed=1"
 SEEDS = [0, 1, 2]
 VANILLA = Path(METHODS.get("vanilla").source_file)
@@ -138,13 +152,18 @@ def test_bwrap_is_usable() -> None:
     assert PROBE.usable, PROBE.reason
 
 
+@needs_landlock
+def test_landlock_is_usable() -> None:
+    assert LANDLOCK.usable and LANDLOCK.abi >= 1, LANDLOCK.reason
+
+
 # -- file isolation ------------------------------------------------------------------------
 
 
-@needs_bwrap
+@ISOLATING
 def test_sandboxed_code_cannot_read_the_vault_the_database_or_the_admin_token(
-        work: Path, secrets: dict[str, tuple[Path, str]], export: Path) -> None:
-    seen, stdout = peek("bwrap", work, secrets, export, sweep=True)
+        mode: Mode, work: Path, secrets: dict[str, tuple[Path, str]], export: Path) -> None:
+    seen, stdout = peek(mode, work, secrets, export, sweep=True)
     for name in (*secrets, "vault_via_home"):
         assert seen["opened"][name] in ("FileNotFoundError", "PermissionError"), name
     assert seen["leaks"] == []
@@ -155,7 +174,7 @@ def test_sandboxed_code_cannot_read_the_vault_the_database_or_the_admin_token(
 def test_the_probe_sees_the_secrets_when_nothing_isolates_it(
         work: Path, secrets: dict[str, tuple[Path, str]], export: Path) -> None:
     """Control: in subprocess mode the same probe reads every secret, so the test above
-    would fail if bubblewrap exposed them."""
+    would fail if bubblewrap or Landlock exposed them."""
     seen, stdout = peek("subprocess", work, secrets, export, sweep=False)
     for name, (_, marker) in secrets.items():
         assert seen["opened"][name].startswith("READ"), name
@@ -180,20 +199,49 @@ def test_sandbox_sees_only_its_own_mounts(work: Path, export: Path) -> None:
     assert not ({"home", "var", "srv", "mnt", "opt"} - roots) & set(seen["/"])
 
 
-@needs_bwrap
-def test_writes_land_in_the_workdir_and_the_export_is_read_only(work: Path, export: Path) -> None:
+@needs_landlock
+def test_landlock_sees_real_paths_but_cannot_list_around_them(work: Path, export: Path) -> None:
+    r = py("""
+        import json, os, sys
+        out = {"cwd": os.getcwd(), "work": sorted(os.listdir(".")),
+               "export": sorted(os.listdir(sys.argv[1]))}
+        for d in ("/", "/etc", "/tmp", "/proc", "/home", os.path.dirname(sys.argv[1])):
+            try:
+                out[d] = sorted(os.listdir(d))
+            except OSError as e:
+                out[d] = type(e).__name__
+        print(json.dumps(out))
+    """, "landlock", work, str(export), readonly={export: EXPORT_MOUNT})
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    assert seen["cwd"] == str(work.resolve()) and seen["export"] == ["test.jsonl"]
+    for d in ("/", "/etc", "/tmp", str(export.parent)):
+        assert seen[d] == "PermissionError", d
+    assert seen["/home"] in ("PermissionError", "FileNotFoundError")
+    if LANDLOCK.netns:  # its own PID namespace: /proc lists the launcher's init and itself
+        assert [p for p in seen["/proc"] if p.isdigit()] == ["1", "2"]
+
+
+@ISOLATING
+def test_writes_land_in_the_workdir_and_the_export_is_read_only(
+        mode: Mode, work: Path, export: Path) -> None:
     tmp_name = f"aar-sandbox-{uuid.uuid4().hex}"
+    inside = mount_path(mode, export, EXPORT_MOUNT)
     r = py(f"""
-        import errno
+        import errno, os
         open("result.txt", "w").write("written inside")
-        open("/tmp/{tmp_name}", "w").write("private tmp")
-        for target in ("{EXPORT_MOUNT}/test.jsonl", "{EXPORT_MOUNT}/new.txt", "/usr/x"):
+        open(os.path.join(os.environ["TMPDIR"], "t"), "w").write("private tmp")
+        try:
+            open("/tmp/{tmp_name}", "w").write("shared tmp")
+        except OSError:
+            pass
+        for target in ("{inside}/test.jsonl", "{inside}/new.txt", "/usr/x"):
             try:
                 open(target, "w").write("tampered")
                 print("WROTE", target)
             except OSError as e:
                 print("DENIED", target, errno.errorcode[e.errno])
-    """, "bwrap", work, readonly={export: EXPORT_MOUNT})
+    """, mode, work, readonly={export: EXPORT_MOUNT})
     assert r.returncode == 0, r.stderr
     assert (work / "result.txt").read_text() == "written inside"
     assert "WROTE" not in r.stdout and r.stdout.count("DENIED") == 3
@@ -238,9 +286,10 @@ def listener() -> Any:
     srv.close()
 
 
-@needs_bwrap
-def test_sandboxed_code_cannot_open_a_tcp_connection(work: Path, listener: socket.socket) -> None:
-    r = py(CONNECT, "bwrap", work, str(listener.getsockname()[1]))
+@ISOLATING
+def test_sandboxed_code_cannot_open_a_tcp_connection(mode: Mode, work: Path,
+                                                     listener: socket.socket) -> None:
+    r = py(CONNECT, mode, work, str(listener.getsockname()[1]))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("BLOCKED")
 
@@ -258,6 +307,10 @@ def test_environment_is_clean(mode: Mode, work: Path, monkeypatch: pytest.Monkey
               "AWS_SECRET_ACCESS_KEY": "AWS-SECRET-5"}
     for k, v in leaked.items():
         monkeypatch.setenv(k, v)
+    # kernel-selecting variables are kept (bit-identical BLAS), secret-looking ones never
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.setenv("OMP_API_TOKEN", "OMP-SECRET-6")
+    leaked["OMP_API_TOKEN"] = "OMP-SECRET-6"
     r = py("""
         import json, os
         print(json.dumps({"env": dict(os.environ), "cwd": os.getcwd(),
@@ -271,8 +324,24 @@ def test_environment_is_clean(mode: Mode, work: Path, monkeypatch: pytest.Monkey
     home = WORK_MOUNT if mode == "bwrap" else str(work.resolve())
     assert seen["env"]["HOME"] == home and seen["cwd"] == home
     assert seen["env"]["EXTRA"] == "given" and seen["env"]["PYTHONHASHSEED"] == "0"
-    assert seen["env"]["OMP_NUM_THREADS"] == "1"
+    assert seen["env"]["OMP_NUM_THREADS"] == "1" and seen["env"]["MKL_CBWR"] == "COMPATIBLE"
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        assert seen["env"].get(k) == os.environ.get(k), k
+    assert "HOME=" in seen["proc"]  # its own /proc/self is readable, and as clean
     assert r.mode == mode
+
+
+def test_clean_env_is_an_allow_list() -> None:
+    parent = {"OPENBLAS_CORETYPE": "Haswell", "OMP_SCHEDULE": "static", "KMP_AFFINITY": "x",
+              "NPY_DISABLE_CPU_FEATURES": "AVX512F", "OMP_NUM_THREADS": "8",
+              "MKL_SERVICE_KEY": "s", "BLIS_AUTH": "s", "ANTHROPIC_API_KEY": "s", "LD_PRELOAD": "x",
+              "DATABASE_URL": "s", "PYTHONPATH": "/evil"}
+    from aar.sandbox.runner import kernel_env
+
+    assert kernel_env(parent) == {"OPENBLAS_CORETYPE": "Haswell", "OMP_SCHEDULE": "static",
+                                  "KMP_AFFINITY": "x", "NPY_DISABLE_CPU_FEATURES": "AVX512F"}
+    env = clean_env("/h", threads=3)
+    assert env["OMP_NUM_THREADS"] == "3" and "PYTHONPATH" not in env
 
 
 # -- limits --------------------------------------------------------------------------------
@@ -309,12 +378,13 @@ def _alive(marker: str) -> list[int]:
 @MODES
 def test_wall_timeout_kills_the_process_and_its_children(mode: Mode, work: Path) -> None:
     marker = f"aar-sandbox-child-{uuid.uuid4().hex}"
-    # under bwrap even a child in its own session dies with the sandbox; the fallback can
-    # only kill the process group
+    # in a PID namespace (bwrap; landlock with user namespaces) even a child in its own
+    # session dies with the sandbox; the fallback can only kill the process group
+    own_session = mode == "bwrap" or (mode == "landlock" and LANDLOCK.netns)
     r = py(f"""
         import subprocess, sys, time
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(100)", "{marker}"],
-                         start_new_session={mode == "bwrap"})
+                         start_new_session={own_session})
         time.sleep(100)
     """, mode, work, timeout_s=1.5)
     assert r.timed_out and r.killed_reason == "timeout"
@@ -337,14 +407,18 @@ def test_output_is_capped(work: Path) -> None:
 @pytest.fixture
 def no_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "bwrap_probe", lambda: BwrapProbe(False, "no bwrap in this test"))
-    monkeypatch.setattr(runner, "_warned", False)
 
 
-def test_forced_subprocess_mode_runs_clean_and_says_so(
+@pytest.fixture
+def no_landlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "landlock_probe",
+                        lambda: LandlockProbe(False, "no Landlock in this test"))
+
+
+def test_forced_subprocess_mode_runs_clean_and_says_so_every_time(
         work: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("AAR_SANDBOX", "subprocess")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-SECRET")
-    monkeypatch.setattr(runner, "_warned", False)
     with caplog.at_level(logging.WARNING, logger="aar.sandbox.runner"):
         r = run_sandboxed([sys.executable, "-c", "import os; print(sorted(os.environ))"],
                           workdir=work, cpu_seconds=10, memory_mb=1024, timeout_s=30)
@@ -352,29 +426,62 @@ def test_forced_subprocess_mode_runs_clean_and_says_so(
                       memory_mb=1024, timeout_s=30)
     assert r.mode == "subprocess" and r.returncode == 0
     assert "ANTHROPIC_API_KEY" not in r.stdout and "HOME" in r.stdout
-    warnings = [m for m in caplog.messages if "NOT enforced" in m]
-    assert len(warnings) == 1
+    warnings = [m for m in caplog.messages if "NO file or network isolation" in m]
+    assert len(warnings) == 2
 
 
-def test_auto_falls_back_and_bwrap_is_refused_without_bubblewrap(
-        no_bwrap: None, monkeypatch: pytest.MonkeyPatch) -> None:
+@needs_landlock
+def test_auto_takes_landlock_without_bubblewrap(no_bwrap: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AAR_SANDBOX", "auto")
-    assert resolve_mode() == "subprocess"
+    assert detect_mode() == "landlock" and resolve_mode() == "landlock"
+    assert require_isolation() == "landlock"
+    report = isolation_report()
+    assert report.mode == "landlock" and report.isolated and report.landlock_abi >= 1
     monkeypatch.setenv("AAR_SANDBOX", "bwrap")
     with pytest.raises(AarError, match="bubblewrap"):
         resolve_mode()
+
+
+def test_without_isolation_auto_refuses_and_says_what_to_install(
+        no_bwrap: None, no_landlock: None, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("AAR_SANDBOX", "auto")
+    assert detect_mode() is None
+    with pytest.raises(AarError, match=r"install bubblewrap.*Landlock"):
+        resolve_mode()
+    with pytest.raises(AarError, match="--unsafe-sandbox"):
+        require_isolation()
+    report = isolation_report()
+    assert report.mode is None and not report.isolated and "install" in report.reason
+    for mode in ("bwrap", "landlock"):
+        monkeypatch.setenv("AAR_SANDBOX", mode)
+        with pytest.raises(AarError, match=f"AAR_SANDBOX={mode} but"):
+            resolve_mode()
     monkeypatch.setenv("AAR_SANDBOX", "docker")
     with pytest.raises(AarError, match="not a sandbox mode"):
         resolve_mode()
+    # asking by name is the only way to run unisolated, and it is loud
+    monkeypatch.setenv("AAR_SANDBOX", "auto")
+    with caplog.at_level(logging.WARNING, logger="aar.sandbox.runner"):
+        assert require_isolation(allow_unsafe=True) == "subprocess"
+    assert os.environ["AAR_SANDBOX"] == "subprocess"
+    assert any("NO file or network isolation" in m for m in caplog.messages)
+    assert isolation_report().mode == "subprocess" and not isolation_report().isolated
 
 
-def test_probe_reports_a_missing_bwrap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
+@pytest.mark.parametrize("how", ["path", "env"])
+def test_probe_reports_a_missing_bwrap(how: str, monkeypatch: pytest.MonkeyPatch,
+                                       tmp_path: Path) -> None:
+    if how == "path":
+        monkeypatch.setenv("PATH", str(tmp_path))
+    else:
+        monkeypatch.setenv("AAR_BWRAP", "none")
     bwrap_probe.cache_clear()
     try:
         probe = bwrap_probe()
-        assert not probe.usable and "not found" in probe.reason
-        assert detect_mode() == "subprocess"
+        assert not probe.usable and ("not found" if how == "path" else "hidden") in probe.reason
+        assert detect_mode() == ("landlock" if LANDLOCK.usable else None)
     finally:
         bwrap_probe.cache_clear()
 
@@ -392,6 +499,7 @@ def test_auto_picks_bwrap_when_it_works(monkeypatch: pytest.MonkeyPatch) -> None
 def synthetic() -> Prepared:
     prep = prepare(DATA)
     baselines.weak_teacher(prep, "syn_weak")
+    baselines.student_l2(prep, "syn_weak", "syn_strong")
     return prep
 
 
@@ -405,8 +513,7 @@ def tiny_method(tmp_path_factory: pytest.TempPathFactory) -> Path:
         @method("tiny_sandbox_method")
         def tiny(ctx, *, shrink: float = 0.5):
             head = ctx.train_strong(ctx.weak_soft["unlabeled"], l2=2.0)
-            p = 0.5 + shrink * (ctx.predict_test(head) - 0.5)
-            return {i: float(v) for i, v in zip(ctx.ids["test"], p)}
+            return lambda ex: 0.5 + shrink * (head.predict_proba(ex.strong_features) - 0.5)
     """))
     return path
 
@@ -414,8 +521,9 @@ def tiny_method(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def in_process(ref: str, prep: Prepared, params: dict[str, Any]) -> np.ndarray:
     spec = resolve_method(ref)
     resolved = spec.resolve_params(params)
-    cfg = RunConfig(ref, DATA, "syn_weak", "syn_strong", tuple(SEEDS), params)
-    return np.stack([predict(spec, prep, cfg, s, resolved) for s in SEEDS])
+    ex = examples_of(prep.workspace, "syn_weak", "syn_strong")
+    return np.stack([fit_predict(spec, prep.workspace, "syn_weak", "syn_strong", s, resolved, ex)
+                     for s in SEEDS])
 
 
 def sandboxed(path: Path, prep: Prepared, params: dict[str, Any], work: Path,
@@ -452,10 +560,11 @@ def _method(tmp_path: Path, name: str, body: str) -> Path:
     return path
 
 
-@needs_bwrap
+@ISOLATING
 def test_a_method_that_opens_the_vault_gets_an_error(
-        synthetic: Prepared, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AAR_SANDBOX", "bwrap")
+        mode: Mode, synthetic: Prepared, work: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AAR_SANDBOX", mode)
     labels = synthetic.vault.root / "labels.json"
     assert labels.is_file()
     thief = _method(tmp_path, "thief", f"""
@@ -463,7 +572,7 @@ def test_a_method_that_opens_the_vault_gets_an_error(
         labels = json.load(open({str(labels)!r}))
         return [float(labels[i]) for i in ctx.ids["test"]]
     """)
-    with pytest.raises(AarError, match="FileNotFoundError") as err:
+    with pytest.raises(AarError, match=r"FileNotFoundError|PermissionError") as err:
         sandboxed(thief, synthetic, {}, work)
     assert str(labels) in str(err.value)
     via_api = _method(tmp_path, "thief_api", """
@@ -484,7 +593,7 @@ def test_method_errors_and_limits_are_reported(mode: Mode, synthetic: Prepared, 
     with pytest.raises(AarError, match=r"ValueError: boom-1234") as err:
         sandboxed(boom, synthetic, {}, work)
     assert "Traceback" in str(err.value)  # the worker's stderr tail
-    bad = _method(tmp_path, "bad_shape", "return [0.5, 0.5]")
+    bad = _method(tmp_path, "bad_shape", "return lambda ex: [0.5, 0.5]")
     with pytest.raises(AarError, match="shape"):
         sandboxed(bad, synthetic, {}, work)
     spin = _method(tmp_path, "spin", "while True:\n    pass")

@@ -5,22 +5,26 @@ is run as a script, not imported as ``aar.sandbox.landlock``, and uses the stand
 library only: ``-I -S`` skips ``site`` and the environment, so the launcher starts in
 about 10 ms and nothing from the venv runs before the restriction. In order, it
 
-1. opens every rule's path (``O_PATH``, before anything is restricted);
-2. moves into fresh user, network and IPC namespaces (``unshare``) when the kernel lets
-   an unprivileged process do it, which cuts the network entirely (only a loopback
-   interface that is down) and makes the host's capabilities meaningless;
-3. drops every capability it still has (bounding set, ambient set, then ``capset`` to
-   zero), so a sandbox started by root is not root in any sense the kernel honours
-   outside Landlock (no module loading, no raw sockets, no ``chown``);
-4. sets ``PR_SET_NO_NEW_PRIVS`` (set-uid binaries grant nothing);
-5. creates a Landlock ruleset that handles every file-system right the running ABI knows
+1. moves into fresh user, PID, mount, network and IPC namespaces (``unshare``) when the
+   kernel lets an unprivileged process do it, which cuts the network entirely (only a
+   loopback interface that is down) and makes the host's capabilities meaningless; the
+   launcher then forks: the original process only waits and relays the exit status, its
+   child is PID 1 of the new namespace and mounts a private ``/proc`` (only the sandbox's
+   own processes; the host's ``/proc`` where a container forbids that mount) and forks
+   the command as PID 2; when the command ends, PID 1 exits and the kernel kills every
+   process the command left behind, even ones in their own session;
+2. opens every rule's path (``O_PATH``), then drops every capability it still has
+   (bounding set, ambient set, then ``capset`` to zero), so a sandbox started by root
+   keeps no capability (no module loading, no raw sockets, no ``chown``);
+3. sets ``PR_SET_NO_NEW_PRIVS`` (set-uid binaries grant nothing);
+4. creates a Landlock ruleset that handles every file-system right the running ABI knows
    (and TCP bind/connect from ABI 4, abstract UNIX sockets and signals from ABI 6),
    adds one rule per path, plus one TCP-connect rule for the server port when one is
    given, and restricts itself;
-6. installs a seccomp filter that refuses ``socket(AF_UNIX, ...)``, because Landlock (up
+5. installs a seccomp filter that refuses ``socket(AF_UNIX, ...)``, because Landlock (up
    to ABI 7) does not restrict ``connect`` to a UNIX socket *file* such as PostgreSQL's
    or Docker's (``socketpair`` still works);
-7. ``execv``'s the command, which inherits all of it and cannot undo any of it.
+6. ``execv``'s the command, which inherits all of it and cannot undo any of it.
 
 Why a launcher instead of a ``preexec_fn``: the parent may run threads (the research
 orchestrator does), and after ``fork`` only async-signal-safe work is safe; ``ctypes``,
@@ -31,11 +35,15 @@ is one extra interpreter start (measured in ``bench/bench_sandbox.py``).
 What the restriction allows is decided by the trusted runner (``runner.landlock_policy``)
 and passed in as JSON: ``{"rules": [[path, "ro"|"rx"|"rw"|"dev"], ...], "port": int|null,
 "netns": bool, "report": bool}``. Paths are not remapped: the code sees real host paths,
-and every path not named (``$AAR_HOME``, the vault, the database, ``/proc`` except
-``/proc/cpuinfo``, other workspaces, ``/etc`` except the loader's files) cannot be opened,
-listed, written or executed. Landlock does not hide a path's existence from ``stat`` and
-does not restrict ``chmod``/``chown``/``utime`` by path; with the capabilities dropped
-that only reaches files owned by the sandbox's own uid.
+and every path not named (``$AAR_HOME``, the vault, the database, other workspaces,
+``/etc`` except the loader's files, ``/sys`` except the CPU description) cannot be opened,
+listed, written or executed. ``/proc`` is readable because Python libraries need
+``/proc/self`` (threadpoolctl reads ``/proc/self/maps``); other processes' ``environ``,
+``maps``, ``fd`` and ``mem`` stay closed by Landlock's ptrace scoping, and with the private
+``/proc`` the host's processes are not even listed. Landlock does not hide a path's
+existence from ``stat`` and does not restrict ``chmod``/``utime`` by path: code can change
+the mode bits (not the contents) of files owned by the uid that started it, which for a
+root-run aar means root's files; run aar as an ordinary user, or use bwrap, to avoid it.
 
 On failure the launcher writes one line starting ``aar-landlock:`` to stderr and exits
 with ``LAUNCH_FAILED`` without running anything.
@@ -99,7 +107,13 @@ ACCESS = {
     "rw": -1,  # every handled right
 }
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
@@ -154,15 +168,25 @@ def _check(ret: int, what: str) -> int:
 
 
 def _unshare(libc: ctypes.CDLL, net: bool) -> bool:
-    """New user, PID and IPC namespaces (and network, if ``net``); False when the kernel
-    forbids unprivileged user namespaces."""
-    flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC | (CLONE_NEWNET if net else 0)
+    """New user, PID, mount and IPC namespaces (and network, if ``net``); False when the
+    kernel forbids unprivileged user namespaces."""
+    flags = (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC
+             | (CLONE_NEWNET if net else 0))
     if libc.unshare(ctypes.c_int(flags)) == 0:
         return True
     if ctypes.get_errno() not in (errno.EPERM, errno.EINVAL, errno.ENOSPC, errno.EUSERS,
                                   errno.ENOSYS, errno.EACCES):
         _check(-1, "unshare")
     return False
+
+
+def _private_proc(libc: ctypes.CDLL) -> bool:
+    """In the new mount namespace, make every mount private and mount a fresh ``/proc``
+    that shows this PID namespace alone. False (nothing changed) where it is refused."""
+    if libc.mount(b"none", b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None) != 0:
+        return False
+    return libc.mount(b"proc", b"/proc", b"proc",
+                      ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC), None) == 0
 
 
 def _exit_as(status: int) -> None:
@@ -251,15 +275,6 @@ def restrict(policy: dict[str, Any]) -> dict[str, Any]:
     net_rules = abi >= 4
     fds: list[tuple[int, int]] = []
     try:
-        for path, kind in policy["rules"]:
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            access = fs if ACCESS[kind] == -1 else ACCESS[kind] & fs
-            if not os.path.isdir(path):
-                access &= FILE_ONLY
-            fds.append((fd, access))
         # a network namespace cuts everything, the server too: use it unless a server port
         # must stay reachable and Landlock can allow exactly that port
         want_netns = bool(policy.get("netns", True)) and not (port and net_rules)
@@ -277,6 +292,19 @@ def restrict(policy: dict[str, Any]) -> dict[str, Any]:
                 _supervise(child, read_end)
             os.close(read_end)
             _prctl(libc, PR_SET_PDEATHSIG, signal.SIGKILL)
+        # /proc of the sandbox's own PID namespace only, where the kernel allows the mount
+        # (not inside containers that mask parts of /proc); else the host's, where
+        # Landlock's ptrace scoping still refuses other processes' environ, maps, fd, mem
+        private_proc = userns and _private_proc(libc)
+        for path, kind in policy["rules"]:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            access = fs if ACCESS[kind] == -1 else ACCESS[kind] & fs
+            if not os.path.isdir(path):
+                access &= FILE_ONLY
+            fds.append((fd, access))
         _drop_capabilities(libc)
         _check(_prctl(libc, PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
         fields = [fs]
@@ -308,7 +336,8 @@ def restrict(policy: dict[str, Any]) -> dict[str, Any]:
     finally:
         for fd, _ in fds:
             os.close(fd)
-    return {"abi": abi, "netns": netns, "pidns": userns, "tcp_port": allowed_port,
+    return {"abi": abi, "netns": netns, "pidns": userns, "private_proc": private_proc,
+            "tcp_port": allowed_port,
             "uid": os.getuid(), "status_pipe": status_pipe}
 
 

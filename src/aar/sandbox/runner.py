@@ -19,9 +19,11 @@ Three modes, chosen by ``AAR_SANDBOX`` (``auto`` by default, or ``bwrap`` / ``la
   the code sees real host paths (``mount_path`` says where), but it can open only the
   system directories, the loader's ``/etc`` files, the interpreter, venv and ``aar``
   package (read-only), the caller's read-only paths, ``/dev/null`` and friends,
-  ``/proc/cpuinfo`` and ``/sys/devices/system/cpu`` (read-only), and the work directory
-  and a private temporary directory (read-write); ``/proc/<pid>`` of other processes,
-  the AAR home, vault, database and other workspaces are refused. The network is cut by
+  ``/proc`` (its own PID namespace's where the kernel allows) and
+  ``/sys/devices/system/cpu`` (read-only), and the work directory and a private temporary
+  directory (read-write); other processes' ``/proc/<pid>/environ`` (ptrace scoping), the
+  AAR home, vault, database and other workspaces are refused. In a PID namespace (with
+  user namespaces) every process it leaves behind dies with it. The network is cut by
   a fresh network namespace when unprivileged user namespaces work, else by Landlock's
   TCP rules (ABI >= 4); with ``server_port`` (ABI >= 4) TCP connect to that port alone
   is allowed. Capabilities are dropped, UNIX socket files cannot be opened (seccomp),
@@ -90,7 +92,7 @@ KERNEL_VAR_PREFIXES = ("OPENBLAS_", "GOTO", "OMP_", "GOMP_", "KMP_", "MKL_", "BL
 SECRET_NAME_RE = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|_URL$|_DSN$",
                             re.I)
 # the read-only extras Landlock mode allows beside the system and Python directories
-LANDLOCK_READ = ("/proc/cpuinfo", "/sys/devices/system/cpu")
+LANDLOCK_READ = ("/proc", "/sys/devices/system/cpu")
 LANDLOCK_DEV_RW = ("/dev/null", "/dev/zero", "/dev/full")
 LANDLOCK_DEV_RO = ("/dev/random", "/dev/urandom")
 LANDLOCK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "landlock.py")
