@@ -23,7 +23,8 @@ about 10 ms and nothing from the venv runs before the restriction. In order, it
    given, and restricts itself;
 5. installs a seccomp filter that refuses ``socket(AF_UNIX, ...)``, because Landlock (up
    to ABI 7) does not restrict ``connect`` to a UNIX socket *file* such as PostgreSQL's
-   or Docker's (``socketpair`` still works);
+   or Docker's (``socketpair`` still works); without a network namespace it also refuses
+   IPv4/IPv6 sockets other than TCP (UDP, ICMP), which Landlock does not restrict;
 6. ``execv``'s the command, which inherits all of it and cannot undo any of it.
 
 Why a launcher instead of a ``preexec_fn``: the parent may run threads (the research
@@ -34,8 +35,8 @@ is one extra interpreter start (measured in ``bench/bench_sandbox.py``).
 
 What the restriction allows is decided by the trusted runner (``runner.landlock_policy``)
 and passed in as JSON: ``{"rules": [[path, "ro"|"rx"|"rw"|"dev"], ...], "port": int|null,
-"netns": bool, "report": bool}``. Paths are not remapped: the code sees real host paths,
-and every path not named (``$AAR_HOME``, the vault, the database, other workspaces,
+"netns": bool, "nproc": int|null, "report": bool}``. Paths are not remapped: the code sees
+real host paths, and every path not named (``$AAR_HOME``, the vault, the database, other workspaces,
 ``/etc`` except the loader's files, ``/sys`` except the CPU description) cannot be opened,
 listed, written or executed. ``/proc`` is readable because Python libraries need
 ``/proc/self`` (threadpoolctl reads ``/proc/self/maps``); other processes' ``environ``,
@@ -57,6 +58,7 @@ import errno
 import json
 import os
 import platform
+import resource
 import signal
 import struct
 import sys
@@ -126,6 +128,9 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 AF_UNIX = 1
+AF_INET = 2
+AF_INET6 = 10
+SOCK_STREAM = 1
 
 
 class LaunchError(Exception):
@@ -234,29 +239,48 @@ def _drop_capabilities(libc: ctypes.CDLL) -> None:
         _check(libc.syscall(nr, header, data), "capset")
 
 
-def _seccomp_no_unix_sockets(libc: ctypes.CDLL) -> None:
-    """A classic-BPF filter: ``socket(AF_UNIX, ...)`` fails with EACCES, all else runs."""
-    audit_arch = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[platform.machine()]
-    nr_socket = {"x86_64": 41, "aarch64": 198}[platform.machine()]
-    ld_w_abs, jeq_k, jge_k, ret_k = 0x20, 0x15, 0x35, 0x06
+def _seccomp_sockets(libc: ctypes.CDLL, stream_only: bool) -> None:
+    """A classic-BPF filter: ``socket(AF_UNIX, ...)`` fails with EACCES; with
+    ``stream_only`` (no network namespace) so does every IPv4/IPv6 socket that is not TCP,
+    since Landlock restricts TCP alone (no UDP, no ICMP to reach out with)."""
+    machine = platform.machine()
+    audit_arch = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[machine]
+    nr_socket = {"x86_64": 41, "aarch64": 198}[machine]
+    ld_abs, jeq, jge, alu_and, ret = 0x20, 0x15, 0x35, 0x54, 0x06
     allow, deny = 0x7FFF0000, 0x00050000 | errno.EACCES
     kill = 0x80000000  # SECCOMP_RET_KILL_PROCESS: a foreign syscall ABI (i386, x32)
-    prog = [
-        (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
-        (jeq_k, 1, 0, audit_arch),
-        (ret_k, 0, 0, kill),
-        (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
-        (jge_k, 5, 0, 0x40000000),  # the x32 ABI shares AUDIT_ARCH_X86_64
-        (jeq_k, 0, 3, nr_socket),
-        (ld_w_abs, 0, 0, 16),  # seccomp_data.args[0], low 32 bits (little endian)
-        (jeq_k, 0, 1, AF_UNIX),
-        (ret_k, 0, 0, deny),
-        (ret_k, 0, 0, allow),
-        (ret_k, 0, 0, kill),
+    # (code, jump-if-true, jump-if-false, k); jumps name a label, resolved below
+    prog: list[tuple[int, int | str, int | str, int] | str] = [
+        (ld_abs, 0, 0, 4),  # seccomp_data.arch
+        (jeq, 0, "kill", audit_arch),
+        (ld_abs, 0, 0, 0),  # seccomp_data.nr
+        (jge, "kill", 0, 0x40000000),  # the x32 ABI shares AUDIT_ARCH_X86_64
+        (jeq, 0, "allow", nr_socket),
+        (ld_abs, 0, 0, 16),  # seccomp_data.args[0] (domain), low 32 bits
+        (jeq, "deny", 0 if stream_only else "allow", AF_UNIX),
     ]
-    code = b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+    if stream_only:
+        prog += [
+            (jeq, "type", 0, AF_INET),
+            (jeq, "type", "allow", AF_INET6),
+            "type",
+            (ld_abs, 0, 0, 24),  # seccomp_data.args[1] (type), low 32 bits
+            (alu_and, 0, 0, 0xF),  # without SOCK_NONBLOCK / SOCK_CLOEXEC
+            (jeq, "allow", "deny", SOCK_STREAM),
+        ]
+    prog += ["deny", (ret, 0, 0, deny), "allow", (ret, 0, 0, allow), "kill", (ret, 0, 0, kill)]
+    labels: dict[str, int] = {}
+    for item in prog:
+        if isinstance(item, str):
+            labels[item] = sum(1 for x in prog[:prog.index(item)] if not isinstance(x, str))
+    code = b""
+    for i, ins in enumerate(x for x in prog if not isinstance(x, str)):
+        op, jt, jf, k = ins
+        off = [labels[j] - i - 1 if isinstance(j, str) else j for j in (jt, jf)]
+        code += struct.pack("=HBBI", op, off[0], off[1], k)
     buf = ctypes.create_string_buffer(code, len(code))
-    fprog = ctypes.create_string_buffer(struct.pack("@HP", len(prog), ctypes.addressof(buf)))
+    fprog = ctypes.create_string_buffer(struct.pack("@HP", len(code) // 8,
+                                                    ctypes.addressof(buf)))
     _check(_prctl(libc, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog)),
            "seccomp")
 
@@ -292,6 +316,10 @@ def restrict(policy: dict[str, Any]) -> dict[str, Any]:
                 _supervise(child, read_end)
             os.close(read_end)
             _prctl(libc, PR_SET_PDEATHSIG, signal.SIGKILL)
+        if userns and policy.get("nproc"):
+            # a new user namespace counts its tasks from zero: the budget is exact here
+            n = int(policy["nproc"])
+            resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
         # /proc of the sandbox's own PID namespace only, where the kernel allows the mount
         # (not inside containers that mask parts of /proc); else the host's, where
         # Landlock's ptrace scoping still refuses other processes' environ, maps, fd, mem
@@ -332,7 +360,7 @@ def restrict(policy: dict[str, Any]) -> dict[str, Any]:
         _check(libc.syscall(SYSCALLS["landlock_restrict_self"], ctypes.c_int(ruleset),
                             ctypes.c_uint32(0)), "landlock_restrict_self")
         os.close(ruleset)
-        _seccomp_no_unix_sockets(libc)
+        _seccomp_sockets(libc, stream_only=not netns)
     finally:
         for fd, _ in fds:
             os.close(fd)

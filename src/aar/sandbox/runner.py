@@ -453,7 +453,7 @@ def clean_env(home: str, *, threads: int = 1, tmpdir: str = "/tmp",
 
 
 def landlock_policy(work: Path, mounts: Mapping[Path, str], private: Path,
-                    server_port: int | None) -> dict[str, Any]:
+                    server_port: int | None, nproc: int | None = None) -> dict[str, Any]:
     """What the Landlock launcher allows: system, loader and Python directories read and
     execute; a few device and CPU-description files; the caller's read-only paths; the work
     and private temporary directories read-write. Everything else is refused."""
@@ -465,7 +465,8 @@ def landlock_policy(work: Path, mounts: Mapping[Path, str], private: Path,
     rules += [(f, "dev") for f in LANDLOCK_DEV_RW if os.path.exists(f)]
     rules += [(str(host), "ro") for host in mounts]
     rules += [(str(work), "rw"), (str(private), "rw")]
-    return {"rules": rules, "port": server_port, "netns": _netns_wanted(), "report": False}
+    return {"rules": rules, "port": server_port, "netns": _netns_wanted(), "nproc": nproc,
+            "report": False}
 
 
 def _user_tasks() -> int:
@@ -612,7 +613,7 @@ def run_sandboxed(
             ll = landlock_probe()
             if not ll.usable:
                 raise AarError(f"sandbox mode landlock requested but {ll.reason}")
-            policy = landlock_policy(work, mounts, Path(private), server_port)
+            policy = landlock_policy(work, mounts, Path(private), server_port, nproc)
             cmd = [sys.executable, "-I", "-S", LANDLOCK_SCRIPT, json.dumps(policy), "--",
                    *argv]
             child_env = clean_env(str(work), threads=threads, tmpdir=private, extra=env)
