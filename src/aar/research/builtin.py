@@ -50,7 +50,8 @@ class BuiltinResearcher:
                  deadline: float | None = None, screen_seed: int = 0) -> None:
         self.r = r
         self.direction = direction
-        self.families = direction.families or G.FAMILIES
+        known = tuple(f for f in direction.families if f in G.FAMILIES)
+        self.families = known or G.FAMILIES  # an old direction file may name retired ones
         self.rng = random.Random(zlib.crc32(f"{seed}:{r.name}".encode()))
         self.deadline = deadline
         self.screen_seed = screen_seed

@@ -2,7 +2,8 @@
 
 A direction file starts with ``# Title``; an optional ``families: a, b`` line names the
 building-block families the built-in researcher starts from (see
-:data:`aar.research.builtin.FAMILIES`); the rest is the brief an LLM researcher reads.
+:data:`aar.research.genome.FAMILIES`; unknown names are ignored); the rest is the brief an
+LLM researcher reads.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from typing import Any
 Genome = dict[str, Any]
 
 GENES: dict[str, list[Any]] = {
-    "teacher": ["seed", "mean", "logit"],  # this seed's weak teacher, or all seeds combined
     "dims": [0, 32, 64, 128, 256],  # 0: full strong features; else top principal components
     "transductive": [False, True],  # also the (label-free) test inputs in graph and training
     "k": [0, 10, 20, 50, 100, 200],  # kNN smoothing in the strong space (0: off)
@@ -33,29 +32,30 @@ GENES: dict[str, list[Any]] = {
     "st_rounds": [0, 1, 2, 3],  # born-again / self-training rounds
     "anchor": [0.0, 0.3, 0.5, 0.7],
     "hard": [True, False],
-    "l2": [0.1, 0.3, 1.0, 3.0, 10.0],
+    # every ridge penalty as a multiple of its default: the student's and the cross-fits'
+    # of ctx.default_l2 (cross-validated on the weak labels), the coherence search's of 1.0
+    "l2_scale": [0.1, 0.3, 1.0, 3.0, 10.0],
 }
 
 FAMILY_OF: dict[str, str] = {
-    "teacher": "seeds", "dims": "pca", "transductive": "knn", "k": "knn", "rounds": "knn",
+    "dims": "pca", "transductive": "knn", "k": "knn", "rounds": "knn",
     "alpha": "knn", "denoise": "denoise", "beta": "product", "bins": "channel",
     "ue_dims": "ue", "keep": "confident", "delta": "reweight", "st_rounds": "selftrain",
-    "anchor": "selftrain", "hard": "selftrain", "l2": "l2",
+    "anchor": "selftrain", "hard": "selftrain", "l2_scale": "l2",
 }
 
-FAMILIES = ("seeds", "pca", "knn", "product", "channel", "ue", "confident", "reweight",
+FAMILIES = ("pca", "knn", "product", "channel", "ue", "confident", "reweight",
             "selftrain", "l2")
 
-BASE: Genome = {"teacher": "seed", "dims": 0, "transductive": False, "k": 0, "rounds": 3,
-                "alpha": 0.0, "denoise": "none", "beta": 1.0, "bins": 10, "ue_dims": 32,
-                "keep": 1.0, "delta": 0.0, "st_rounds": 0, "anchor": 0.5, "hard": True,
-                "l2": 1.0}
+# The plain W2S student: the weak teacher's hard labels, the cross-validated penalty.
+BASE: Genome = {"dims": 0, "transductive": False, "k": 0, "rounds": 3, "alpha": 0.0,
+                "denoise": "none", "beta": 1.0, "bins": 10, "ue_dims": 32, "keep": 1.0,
+                "delta": 0.0, "st_rounds": 0, "anchor": 0.5, "hard": True, "l2_scale": 1.0}
 
-# Where a direction's candidates start: the weak teacher's seeds averaged (a bagged
-# teacher, label-free) plus what switching each of its families on means.
-START: Genome = {**BASE, "teacher": "mean"}
+# Where a direction's candidates start: the plain student plus what switching each of its
+# families on means.
+START: Genome = dict(BASE)
 FAMILY_START: dict[str, Genome] = {
-    "seeds": {"teacher": "logit"},
     "pca": {"dims": 64},
     "knn": {"k": 50, "rounds": 3},
     "product": {"denoise": "product", "beta": 1.0},
@@ -64,7 +64,7 @@ FAMILY_START: dict[str, Genome] = {
     "confident": {"keep": 0.75},
     "reweight": {"delta": 1.0},
     "selftrain": {"st_rounds": 2, "anchor": 0.5},
-    "l2": {"l2": 3.0},
+    "l2": {"l2_scale": 3.0},
 }
 
 
@@ -74,7 +74,7 @@ def normalize(g: Genome) -> Genome:
     out = dict(BASE)
     for k, v in g.items():
         if k in GENES and v in GENES[k]:
-            out[k] = v
+            out[k] = GENES[k][GENES[k].index(v)]  # the grid's own value (1 -> 1.0)
     if out["k"] == 0:
         out.update(rounds=BASE["rounds"], alpha=BASE["alpha"])
     if out["denoise"] != "product":
@@ -114,8 +114,8 @@ def start_genomes(families: tuple[str, ...]) -> list[Genome]:
 def _active(g: Genome) -> list[str]:
     """Genes that matter for this genome (others are ignored by its stages)."""
     n = normalize(g)
-    genes = ["teacher", "dims", "transductive", "k", "denoise", "keep", "delta", "st_rounds",
-             "hard", "l2"]
+    genes = ["dims", "transductive", "k", "denoise", "keep", "delta", "st_rounds", "hard",
+             "l2_scale"]
     if n["k"]:
         genes += ["rounds", "alpha"]
     genes += {"product": ["beta"], "channel": ["bins"], "ue": ["ue_dims"]}.get(n["denoise"], [])
@@ -137,7 +137,7 @@ def mutate(g: Genome, rng: random.Random, families: tuple[str, ...], n_changes: 
         gene = rng.choices(genes, weights=weights)[0]
         values = GENES[gene]
         i = values.index(out[gene])
-        if gene in ("teacher", "denoise", "hard", "transductive") or rng.random() < 0.25:
+        if gene in ("denoise", "hard", "transductive") or rng.random() < 0.25:
             j = rng.choice([v for v in range(len(values)) if v != i])
         else:
             j = min(max(i + rng.choice([-1, 1]), 0), len(values) - 1)
@@ -149,9 +149,9 @@ def mutate(g: Genome, rng: random.Random, families: tuple[str, ...], n_changes: 
 
 def crossover(a: Genome, b: Genome, rng: random.Random) -> Genome:
     """Each stage's genes taken together from one parent or the other."""
-    groups = [["teacher"], ["dims"], ["transductive", "k", "rounds", "alpha"],
+    groups = [["dims"], ["transductive", "k", "rounds", "alpha"],
               ["denoise", "beta", "bins", "ue_dims"], ["keep"], ["delta"],
-              ["st_rounds", "anchor", "hard"], ["l2"]]
+              ["st_rounds", "anchor", "hard"], ["l2_scale"]]
     out: Genome = {}
     na, nb = normalize(a), normalize(b)
     for grp in groups:
@@ -164,8 +164,6 @@ def describe(g: Genome) -> str:
     """A short human description of the stages a genome runs."""
     n = normalize(g)
     parts = []
-    if n["teacher"] != "seed":
-        parts.append(f"a bag of weak teachers combined by {n['teacher']}")
     if n["dims"]:
         parts.append(f"top-{n['dims']} PCA of strong features")
     if n["k"]:
@@ -185,7 +183,9 @@ def describe(g: Genome) -> str:
         parts.append(f"assent weights delta={n['delta']}")
     if n["st_rounds"]:
         parts.append(f"{n['st_rounds']} self-training rounds anchor={n['anchor']}")
-    parts.append(("hard" if n["hard"] else "soft") + f" targets, l2={n['l2']}")
+    penalty = "cross-validated l2" if n["l2_scale"] == 1.0 else \
+        f"l2 {n['l2_scale']:g}x cross-validated"
+    parts.append(("hard" if n["hard"] else "soft") + f" targets, {penalty}")
     return "; ".join(parts)
 
 
@@ -196,22 +196,26 @@ _HEADER = '''"""{name}: {summary}
 Generated by the built-in researcher {agent} (direction: {direction}), {origin}.
 Every stage is a building block of aar.methods.blocks; the genes are the keyword-only
 hyperparameters below (change one with --param).
+{fits_on}
 Run it with:  aar run ideas/{name}.py --dataset {dataset} --seeds 5
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from aar.methods import method
 from aar.methods.blocks import (
+    Projection,
     coherence_search,
-    combine_seeds,
     confidence_bins,
     cross_fit,
     estimate_prior,
+    fit_pca,
     knn_graph,
     noisy_channel_posterior,
     principal_components,
@@ -219,12 +223,13 @@ from aar.methods.blocks import (
     product_of_experts,
     propagate,
 )
-from aar.w2s.context import MethodContext
+from aar.w2s.context import Examples, FunctionPredictor, MethodContext, Predictor
+from aar.w2s.heads import LogisticHead
 
-_CACHE: dict[tuple[str, int], np.ndarray] = {{}}  # seed-independent work, shared by seeds
+_CACHE: dict[tuple[str, int], Any] = {{}}  # seed-independent work, shared by seeds
 
 
-def _cached(kind: str, x: np.ndarray, size: int, fn) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _cached(kind: str, x: np.ndarray, size: int, fn: Callable[[np.ndarray, int], Any]) -> Any:
     digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
     k = (f"{{kind}}:{{digest}}", size)
     if k not in _CACHE:
@@ -244,36 +249,51 @@ def _keep_confident(target: np.ndarray, labels: np.ndarray, prior: float,
         mask[idx[np.argsort(-margin[idx], kind="stable")[:n]]] = 1.0
     return mask
 
+
+def _on_projection(head: LogisticHead, proj: Projection) -> Predictor:
+    """The head applied to the fitted PCA projection of any examples' strong features."""
+
+    def predict(examples: Examples) -> np.ndarray:
+        return head.predict_proba(proj(examples.strong_features))
+
+    return FunctionPredictor(predict)
+
 '''
 
 
 def render(name: str, g: Genome, *, agent: str = "", direction: str = "",
            origin: str = "", dataset: str = "sentiment") -> str:
-    """A method module running genome ``g``: a real file ``aar run`` can execute."""
+    """A method module running genome ``g``: a real file ``aar run`` (and the sandbox)
+    can execute. It fits on ``unlabeled`` (and, when the genome is transductive, on the
+    test inputs too, declared with ``@method(name, transductive=True)``) and returns a
+    predictor: the head itself, or the head behind the fitted PCA projection when the
+    genome projects, so it applies to examples it never saw. A non-transductive module
+    never reads the test split."""
     n = normalize(g)
     active = _active(n)
-    sig = ", ".join(f"{x}: {type(n[x]).__name__} = {n[x]!r}" for x in active)
+    # ``transductive`` is how the method is registered, not a parameter
+    sig = ", ".join(f"{x}: {type(n[x]).__name__} = {n[x]!r}" for x in active
+                    if x != "transductive")
     summary = describe(n)
+    trans = bool(n["transductive"])
     b: list[str] = [
-        f'@method("{name}")',
-        f"def {name}(ctx: MethodContext, *, {sig}) -> np.ndarray:",
+        f'@method("{name}", transductive=True)' if trans else f'@method("{name}")',
+        f"def {name}(ctx: MethodContext, *, {sig}) -> Predictor:",
         f'    """{summary[:1].upper() + summary[1:]}."""',
-        '    x_u = ctx.strong_features["unlabeled"]',
-        '    x_t = ctx.strong_features["test"]',
+        "    l2 = l2_scale * ctx.default_l2  # the student's penalty, scaled",
+        '    x_u, weak_u = ctx.strong_features["unlabeled"], ctx.weak_soft["unlabeled"]',
     ]
+    if trans:
+        b += ['    x_t, weak_t = ctx.strong_features["test"], ctx.weak_soft["test"]']
     if n["dims"]:
-        b += ["    z = _cached('pca', np.concatenate([x_u, x_t]), dims, principal_components)",
-              "    x_u, x_t = z[:len(x_u)], z[len(x_u):]"]
-    if n["teacher"] == "seed":
-        b += ['    weak_u, weak_t = ctx.weak_soft["unlabeled"], ctx.weak_soft["test"]']
-    else:
-        b += ["    # a bag of weak teachers: this seed's random half of the teacher seeds",
-              '    n_teachers = len(ctx.weak_soft_seeds["unlabeled"])',
-              "    bag = ctx.rng.choice(n_teachers, size=max(2, n_teachers // 2), replace=False)",
-              '    weak_u = combine_seeds(ctx.weak_soft_seeds["unlabeled"][bag], teacher)',
-              '    weak_t = combine_seeds(ctx.weak_soft_seeds["test"][bag], teacher)']
+        fit_on = "np.concatenate([x_u, x_t])" if trans else "x_u"
+        b += [f"    proj = _cached('pca-fit', {fit_on}, dims, fit_pca)  # fitted once, applied"
+              " to any examples",
+              "    x_u = proj(x_u)"]
+        if trans:
+            b += ["    x_t = proj(x_t)"]
     b += ["    prior = estimate_prior(weak_u)"]
-    if n["transductive"]:
+    if trans:
         b += ["    x = np.concatenate([x_u, x_t])", "    weak = np.concatenate([weak_u, weak_t])"]
     else:
         b += ["    x, weak = x_u, weak_u"]
@@ -291,7 +311,7 @@ def render(name: str, g: Genome, *, agent: str = "", direction: str = "",
     elif n["denoise"] == "ue":
         b += ["    z_ue = _cached('pca', x, ue_dims, principal_components)",
               "    _, _, target = coherence_search(",
-              "        z_ue, prior_hard(target, prior), prior=prior, iters=8, l2=l2,",
+              "        z_ue, prior_hard(target, prior), prior=prior, iters=8, l2=l2_scale,",
               "        weak_bins=confidence_bins(weak, 10), n_bins=10)"]
     b += ["    labels = prior_hard(target, prior)", "    weights = np.ones(len(target))"]
     if n["keep"] < 1:
@@ -308,8 +328,17 @@ def render(name: str, g: Genome, *, agent: str = "", direction: str = "",
               "        own = prior_hard(head.predict_proba(x), prior).astype(np.float64)",
               "        y = anchor * y + (1 - anchor) * own",
               "        head = ctx.train_strong(y, weights, x=x, l2=l2, init=head)"]
-    b += ["    return head.predict_proba(x_t)", ""]
+    if n["dims"]:
+        b += ["    return _on_projection(head, proj)", ""]
+    else:
+        b += ["    return head  # the harness applies it to the test split's strong features",
+              ""]
+    fits_on = ("It fits on the unlabeled split and the test split's inputs (declared\n"
+               "transductive; no label is read) and returns a predictor, which the harness\n"
+               "applies to the test split." if trans else
+               "It fits on the unlabeled split only and returns a predictor, which the\n"
+               "harness applies to the test split (and verification to unseen examples).")
     header = _HEADER.format(name=name, summary=summary, agent=agent or "?",
                             direction=direction or "?", origin=origin or "a new candidate",
-                            dataset=dataset)
+                            dataset=dataset, fits_on=fits_on)
     return header + "\n" + "\n".join(b)
