@@ -31,6 +31,7 @@ from aar.research.layout import RunPaths
 from aar.util import atomic_write_json
 
 MIN_SEEDS = 5
+MAX_SEED = 10_000  # seeds are 0..MAX_SEED-1; each seeds one fit of the method
 
 
 @contextlib.contextmanager
@@ -82,13 +83,18 @@ def confine(root: Path, rel: str, *, must_exist: bool = False) -> Path:
     return target
 
 
-def diagnostics(preds: np.ndarray, weak_test: np.ndarray, seeds: list[int]) -> dict[str, Any]:
-    """Label-free diagnostics of test predictions (rows = seeds): agreement with the weak
-    teacher of the same seed, mean confidence |2p-1|, predicted positive rate against the
-    weak teacher's, and agreement between seeds."""
+def diagnostics(preds: np.ndarray, weak_test: np.ndarray) -> dict[str, Any]:
+    """Label-free diagnostics of test predictions (rows = seeds) against the one weak
+    teacher's test labels: agreement with them, mean confidence |2p-1|, predicted positive
+    rate against the teacher's, and agreement between seeds."""
+    preds = np.atleast_2d(np.asarray(preds, dtype=np.float64))
+    weak = np.asarray(weak_test, dtype=np.float64)
+    if weak.ndim != 1 or weak.shape[0] != preds.shape[1]:
+        raise AarError(f"weak test labels have shape {weak.shape}, expected "
+                       f"({preds.shape[1]},): one teacher, one label per test example")
     hard = preds >= 0.5
-    weak = weak_test[np.asarray(seeds) % len(weak_test)] >= 0.5
-    agree = float(np.mean(hard == weak))
+    weak_hard = weak >= 0.5
+    agree = float(np.mean(hard == weak_hard[None, :]))
     if len(preds) > 1:
         pairs = [float(np.mean(hard[i] == hard[j])) for i in range(len(hard))
                  for j in range(i + 1, len(hard))]
@@ -99,9 +105,66 @@ def diagnostics(preds: np.ndarray, weak_test: np.ndarray, seeds: list[int]) -> d
         "agreement_with_weak": round(agree, 4),
         "mean_confidence": round(float(np.mean(np.abs(2 * preds - 1))), 4),
         "positive_rate": round(float(np.mean(hard)), 4),
-        "weak_positive_rate": round(float(np.mean(weak)), 4),
+        "weak_positive_rate": round(float(np.mean(weak_hard)), 4),
         "agreement_between_seeds": round(between, 4),
     }
+
+
+def _seed(s: object) -> int:
+    whole = (isinstance(s, int | np.integer) and not isinstance(s, bool)) or (
+        isinstance(s, float) and s.is_integer()) or (isinstance(s, str) and s.strip().isdigit())
+    if not whole:
+        raise AarError(f"seed {s!r} is not a whole number; give seeds in 0..{MAX_SEED - 1}")
+    v = int(s)  # type: ignore[call-overload]
+    if not 0 <= v < MAX_SEED:
+        raise AarError(f"seed {v} out of range: seeds are whole numbers 0..{MAX_SEED - 1} "
+                       "(a seed only seeds the method's random generator, ctx.rng)")
+    return v
+
+
+def check_seeds(seeds: list[Any]) -> list[int]:
+    """Seeds as distinct ints in ``0..MAX_SEED-1`` (there is one weak teacher: a seed only
+    seeds the method's random generator); a one-line error otherwise."""
+    out = [_seed(s) for s in seeds]
+    if not out:
+        raise AarError("give at least one seed")
+    if len(set(out)) != len(out):
+        raise AarError("seeds must be distinct")
+    return out
+
+
+def declared_transductive(path: Path, method_name: str | None = None) -> bool:
+    """Whether the method file declares ``@method(name, transductive=True)``, read from
+    its source without importing it (method code runs only in the sandbox). The method is
+    ``method_name``, else the first name in sorted order (as the sandbox worker picks).
+    A flag that is not a literal (computed, or from **kwargs) counts as transductive."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(errors="replace"))
+    except SyntaxError:
+        return False  # the sandbox run reports the error
+    decls: list[tuple[str | None, bool]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for dec in node.decorator_list:
+            if not isinstance(dec, ast.Call):
+                continue
+            f = dec.func
+            if not ((isinstance(f, ast.Name) and f.id == "method")
+                    or (isinstance(f, ast.Attribute) and f.attr == "method")):
+                continue
+            arg = dec.args[0] if dec.args else None
+            name = arg.value if isinstance(arg, ast.Constant) and isinstance(
+                arg.value, str) else None
+            flag = any(kw.arg in ("transductive", None) and not (
+                isinstance(kw.value, ast.Constant) and kw.value.value in (False, None))
+                for kw in dec.keywords)  # kw.arg None: **kwargs, unknown
+            decls.append((name, flag))
+    names = sorted(n for n, _ in decls if n is not None)
+    chosen = method_name if method_name is not None else (names[0] if names else None)
+    return any(flag for n, flag in decls if n is None or n == chosen)
 
 
 @dataclass
@@ -175,25 +238,19 @@ class Researcher:
 
     # -- sandbox -------------------------------------------------------------------------
     def weak_test(self) -> np.ndarray:
+        """The weak teacher's P(y=1) on the test split (one teacher: a 1-D array)."""
         with np.load(self.export.weak_path(self.weak)) as z:
             return np.asarray(z["test"], dtype=np.float64)
 
-    def n_seeds(self) -> int:
-        return int(self.weak_test().shape[0])
-
     def run_method(self, rel: str, seeds: list[int], params: dict[str, Any] | None = None
                    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Run the method file ``rel`` (in the workspace) in the sandbox over ``seeds``:
+        """Run the method file ``rel`` (in the workspace) in the sandbox over ``seeds``: it
+        fits and returns a predictor, the harness applies it to the test split. Returns
         (test probabilities per seed, label-free diagnostics)."""
         from aar.sandbox.worker import run_method_sandboxed
 
         path = confine(self.workspace, rel, must_exist=True)
-        n = self.n_seeds()
-        bad = [s for s in seeds if not 0 <= int(s) < n]
-        if bad:
-            raise AarError(f"seed {bad[0]} out of range: the weak teacher has seeds 0..{n - 1}")
-        if len(set(seeds)) != len(seeds):
-            raise AarError("seeds must be distinct")
+        seeds = check_seeds(list(seeds))
         t0 = time.monotonic()
         ok, diag, err = False, None, None
         slot = (cpu_slot(self.paths.root, self.cpu_slots) if self.cpu_slots > 0
@@ -201,10 +258,10 @@ class Researcher:
         try:
             with slot:
                 preds = run_method_sandboxed(path, self.export, self.weak, self.strong,
-                                             [int(s) for s in seeds], dict(params or {}),
+                                             seeds, dict(params or {}),
                                              workdir=self.workspace,
                                              timeout_s=self.sandbox_timeout_s)
-            diag = diagnostics(preds, self.weak_test(), [int(s) for s in seeds])
+            diag = diagnostics(preds, self.weak_test())
             ok = True
             return preds, diag
         except AarError as exc:
@@ -227,8 +284,8 @@ class Researcher:
         predictions to the server. Returns submission ids, the server's (rationed) answers
         and the diagnostics. ``known``: predictions of some seeds already computed by this
         harness (a screening run of the same file and params), not run again."""
-        seeds = list(range(MIN_SEEDS)) if seeds is None else [int(s) for s in seeds]
-        if len(set(seeds)) < MIN_SEEDS or len(set(seeds)) != len(seeds):
+        seeds = list(range(MIN_SEEDS)) if seeds is None else check_seeds(list(seeds))
+        if len(seeds) < MIN_SEEDS:
             raise AarError(f"submit at least {MIN_SEEDS} distinct seeds (a result needs them)")
         left = self.evals_left()
         if left is not None and left < len(seeds):
@@ -239,11 +296,13 @@ class Researcher:
             fresh, _ = self.run_method(rel, todo, params)
             known.update(zip(todo, fresh, strict=True))
         preds = np.stack([known[s] for s in seeds])
-        diag = diagnostics(preds, self.weak_test(), seeds)
+        diag = diagnostics(preds, self.weak_test())
+        transductive = declared_transductive(confine(self.workspace, rel, must_exist=True))
         ids = self.export.ids("test")
         method = (label or Path(rel).stem)[:128]
         subs, answers = [], []
         for seed, row in zip(seeds, preds, strict=True):
+            # TODO(server): pass transductive=transductive once Client.evaluate takes it
             r = self.client.evaluate(self.dataset, row.tolist(), ids=ids, seed=seed,
                                      method=method)
             self.evals_used += 1
@@ -254,9 +313,11 @@ class Researcher:
         if best is not None and (self.best_pgr is None or best > self.best_pgr):
             self.best_pgr = float(best)
         self.event("evaluation", submission_ids=subs, method=method, file=rel, seeds=seeds,
-                   params=params or {}, public_pgr=best, diagnostics=diag)
+                   params=params or {}, public_pgr=best, diagnostics=diag,
+                   transductive=transductive)
         return {"submission_ids": subs, "seeds": seeds, "public": answers[-1] if answers
-                else {}, "ladder_best_pgr": best, "diagnostics": diag}
+                else {}, "ladder_best_pgr": best, "transductive": transductive,
+                "diagnostics": diag}
 
     def snapshot(self, rel: str) -> bytes:
         """A tar.gz holding the method file as ``method.py`` (the finding's code)."""

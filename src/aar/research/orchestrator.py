@@ -98,13 +98,15 @@ def read_run(paths: RunPaths) -> dict[str, Any]:
 
 
 def prepare_dataset(ref: str, weak: str, strong: str) -> str:
-    """Prepare the dataset and its fixed baselines (trusted side); returns its key."""
+    """Prepare the dataset, its fixed baselines and the default student penalty that
+    methods read as ``ctx.default_l2`` (trusted side); returns its key."""
     from aar.data.prepare import prepare
     from aar.w2s import baselines
 
     prep = prepare(ref)
     baselines.weak_teacher(prep, weak)
     baselines.ceiling(prep, strong)
+    baselines.student_l2(prep, weak, strong)
     return prep.key
 
 
