@@ -111,6 +111,7 @@ ACCESS = {
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
+PID_MAX_MIN = 301
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
@@ -192,6 +193,20 @@ def _private_proc(libc: ctypes.CDLL) -> bool:
         return False
     return libc.mount(b"proc", b"/proc", b"proc",
                       ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC), None) == 0
+
+
+def _cap_pids(nproc: int) -> int:
+    """Cap the PIDs of this PID namespace (``pid_max`` is per namespace from Linux 6.14;
+    at least 301). RLIMIT_NPROC does not bind uid 0, so for a sandbox started by root
+    this is what stops a fork bomb. The cap set, or 0 where the kernel has none."""
+    want = max(nproc + 8, PID_MAX_MIN)
+    try:
+        with open("/proc/sys/kernel/pid_max", "w") as f:
+            f.write(str(want))
+        with open("/proc/sys/kernel/pid_max") as f:
+            return want if int(f.read()) == want else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def _exit_as(status: int) -> None:
@@ -324,6 +339,7 @@ def restrict(policy: dict[str, Any]) -> dict[str, Any]:
         # (not inside containers that mask parts of /proc); else the host's, where
         # Landlock's ptrace scoping still refuses other processes' environ, maps, fd, mem
         private_proc = userns and _private_proc(libc)
+        pid_cap = _cap_pids(int(policy["nproc"])) if private_proc and policy.get("nproc") else 0
         for path, kind in policy["rules"]:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -365,6 +381,7 @@ def restrict(policy: dict[str, Any]) -> dict[str, Any]:
         for fd, _ in fds:
             os.close(fd)
     return {"abi": abi, "netns": netns, "pidns": userns, "private_proc": private_proc,
+            "pid_max": pid_cap,
             "tcp_port": allowed_port,
             "uid": os.getuid(), "status_pipe": status_pipe}
 

@@ -176,6 +176,7 @@ class LandlockProbe:
     reason: str  # why not, or what works
     abi: int = 0  # the kernel's Landlock ABI (0: none)
     netns: bool = False  # the network is cut by a user+network namespace (else by Landlock)
+    pid_max: bool = False  # a per-namespace PID cap works (stops fork bombs even as root)
 
 
 def _netns_wanted() -> bool:
@@ -195,7 +196,7 @@ def landlock_probe() -> LandlockProbe:
                              "needs Linux >= 5.13 with Landlock enabled)")
     with tempfile.TemporaryDirectory(prefix="aar-landlock-probe-") as tmp:
         work = Path(tmp)
-        policy = landlock_policy(work, {}, work, None)
+        policy = landlock_policy(work, {}, work, None, nproc=64)
         policy["report"] = True
         argv = [sys.executable, "-I", "-S", LANDLOCK_SCRIPT, json.dumps(policy), "--",
                 sys.executable, "-c", "import aar.sandbox"]
@@ -218,7 +219,8 @@ def landlock_probe() -> LandlockProbe:
         return LandlockProbe(False, f"the Landlock launcher said {report!r}", abi)
     netns = bool(achieved.get("netns"))
     net = "network namespace" if netns else "Landlock TCP rules (no user namespaces)"
-    return LandlockProbe(True, f"Landlock ABI {abi}, network cut by {net}", abi, netns)
+    return LandlockProbe(True, f"Landlock ABI {abi}, network cut by {net}", abi, netns,
+                         bool(achieved.get("pid_max")))
 
 
 def detect_mode() -> Mode | None:
