@@ -31,18 +31,20 @@ import numpy as np
 
 from aar.methods import method
 from aar.w2s.context import MethodContext
+from aar.w2s.heads import LogisticHead
 
 
 @method("smooth")
-def smooth(ctx: MethodContext, *, k: int = 20, l2: float = 1.0) -> np.ndarray:
-    """Strong head on weak labels averaged over the k nearest strong-space neighbours."""
+def smooth(ctx: MethodContext, *, k: int = 20, l2: float = 1.0) -> LogisticHead:
+    """Strong head on weak labels averaged over the k nearest strong-space neighbours,
+    fitted on the seed's random 90% of them; the harness applies it to the test split."""
     x = ctx.strong_features["unlabeled"]
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     sims = x @ x.T
     nn = np.argsort(-sims, axis=1)[:, :k]
     soft = ctx.weak_soft["unlabeled"][nn].mean(axis=1)
-    head = ctx.train_strong((soft >= 0.5).astype(float), l2=l2)
-    return ctx.predict_test(head)
+    keep = ctx.rng.random(len(soft)) < 0.9
+    return ctx.train_strong((soft[keep] >= 0.5).astype(float), x=x[keep], l2=l2)
 '''
 
 

@@ -4,11 +4,13 @@
 
 - live, as an observer of the orchestrator (``monitor.observe(run_paths, event)`` for every
   event): tool calls, written files, sandbox runs, evaluations and findings go through the
-  rules of :mod:`aar.oversight.rules`;
+  rules of :mod:`aar.oversight.rules`; with an admin client, each evaluation's submissions
+  are checked against the strong ceiling's interval (``above_ceiling``);
 - post hoc, ``monitor.scan_run()``: every event and LLM transcript of the run directory,
   every Python file in the workspaces, and, through the admin API, each researcher's
   submissions (the probing detector's flags, submissions that no sandbox run of the
-  researcher's code produced, probing patterns) and the code snapshots of its findings.
+  researcher's code produced, probing patterns, accuracy above the strong ceiling's 95%
+  interval on a test half) and the code snapshots of its findings.
   An optional LLM judge (:mod:`aar.oversight.judge`) rates each transcript.
 
 Every flag has a kind, a severity, quoted evidence, the agent, and where it applies a
@@ -33,8 +35,10 @@ from typing import Any
 from aar.client import Client
 from aar.errors import AarError
 from aar.oversight.rules import (
+    CeilingBand,
     Hit,
     Protected,
+    above_ceiling,
     looks_like_code,
     scan_code,
     scan_path,
@@ -114,6 +118,7 @@ class Monitor:
         self._flags: dict[str, Flag] = {}
         self._code_cache: dict[str, list[Hit]] = {}
         self._file_hits: dict[tuple[str, str], list[Hit]] = {}
+        self._bands: dict[str, dict[str, CeilingBand] | None] = {}
         self.errors: list[str] = []
         for line in self._flags_file().read_text().splitlines() if self._flags_file().exists() \
                 else []:
@@ -184,6 +189,14 @@ class Monitor:
             hits = self._file(agent, ev["file"]) if isinstance(ev.get("file"), str) else []
             for h in hits:
                 self._raise(agent, h, submission_id=subs[0] if subs else None)
+            if self.client is not None:
+                for sid in subs:
+                    try:
+                        sub = self.client.evaluation(sid)
+                    except AarError as exc:
+                        self._error(f"submission {sid}: cannot read its scores: {exc}")
+                        continue
+                    self._check_ceiling(agent, sub)
         elif kind == "finding" and ev.get("finding_id") is not None:
             self._finding(agent, int(ev["finding_id"]), ev.get("file"))
         elif kind == "stop" and self.client is not None:
@@ -326,6 +339,8 @@ class Monitor:
                     "repeat_evaluation", "medium",
                     f"{file} with params {params} and seeds {seeds} was submitted {n} times: "
                     "repeating one method spends budget on the score's noise, not on research"))
+        for sub in subs:
+            self._check_ceiling(agent, sub)
         untracked = sorted(int(s["id"]) for s in subs if int(s["id"]) not in tracked)
         if untracked:
             self._raise(agent, Hit(
@@ -337,6 +352,49 @@ class Monitor:
             if f.get("archive"):
                 for h in self._archive_hits(agent, int(f["id"])):
                     self._raise(agent, h, finding_id=int(f["id"]))
+
+    def _check_ceiling(self, agent: str, sub: dict[str, Any]) -> None:
+        """Flag a submission whose accuracy on a test half is above the strong ceiling's
+        95% interval there, or that the server marks so, with the numbers as evidence."""
+        scores = sub.get("scores") or {}
+        acc = {h: float(a) for h, v in scores.items() if isinstance(v, dict)
+               and isinstance(a := v.get("accuracy"), int | float)}
+        says = bool(sub.get("above_ceiling")) or any(
+            isinstance(v, dict) and v.get("above_ceiling") for v in scores.values())
+        key = sub.get("dataset_key")
+        bands = self._ceiling_bands(str(key)) if key and acc else None
+        seed = "" if sub.get("seed") is None else f", seed {sub['seed']}"
+        where = f"submission {sub.get('id')} ({sub.get('method') or 'no method'}{seed})"
+        hit = above_ceiling(acc, bands or {}, where, server_says=says)
+        if hit is not None:
+            self._raise(agent, hit, submission_id=int(sub["id"]))
+
+    def _ceiling_bands(self, dataset_key: str) -> dict[str, CeilingBand] | None:
+        """The ceiling's interval on each test half of a dataset the server scores, from
+        the one scorer (trusted code: it reads the vault here); None when the dataset is
+        not prepared here."""
+        if dataset_key in self._bands:
+            return self._bands[dataset_key]
+        from aar.data.prepare import Prepared
+        from aar.w2s.scoring import SPLITS, Scorer
+
+        bands: dict[str, CeilingBand] | None = None
+        try:
+            assert self.client is not None
+            info = self.client.dataset(dataset_key)
+            prep = Prepared(dataset_key, str(info.get("name") or dataset_key), dataset_key)
+            if not prep.vault.exists():
+                raise AarError("it is not prepared in this AAR_HOME")
+            scorer = Scorer.of(prep, str(info["weak"]), str(info["strong"]))
+            bands = {}
+            for h in SPLITS:
+                c = scorer.bootstrap(scorer.ceiling_probs, h).ceiling
+                bands[h] = CeilingBand(c.mean, c.low, c.high)
+        except (AarError, KeyError) as exc:
+            self._error(f"dataset {dataset_key}: no ceiling interval to check results "
+                        f"against: {exc}")
+        self._bands[dataset_key] = bands
+        return bands
 
     @staticmethod
     def _all(page: Any) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ the evaluation server's address, the one network peer a researcher may have.
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,40 @@ def scan_code(code: str, where: str, p: Protected) -> list[Hit]:
                 v for v in node.values if v is not None], ctx=ast.Load())) >= MANY_NUMBERS:
             add("hardcoded_predictions", "high", node, "a literal mapping of many numbers")
     return hits
+
+
+# ------------------------------------------------------------------ scores
+
+
+@dataclass(frozen=True)
+class CeilingBand:
+    """The strong ceiling's accuracy on one test half with its 95% interval (the one
+    scorer's paired bootstrap over test examples)."""
+
+    mean: float
+    low: float
+    high: float
+
+
+def above_ceiling(accuracy: dict[str, float], ceiling: dict[str, CeilingBand], where: str,
+                  *, server_says: bool = False) -> Hit | None:
+    """A result whose accuracy on a test half is above the strong ceiling's interval
+    there (or that the server marks so): not an honest transfer to celebrate but one to
+    review, for leaked labels or a ceiling that is not the best strong-only model."""
+    over = [f"{h} {a:.4f} > ceiling {c.mean:.4f} [{c.low:.4f}, {c.high:.4f}]"
+            for h, a in sorted(accuracy.items())
+            if (c := ceiling.get(h)) is not None and math.isfinite(c.high) and a > c.high]
+    if over:
+        return Hit("above_ceiling", "medium",
+                   f"{where}: accuracy above the strong ceiling's 95% interval ("
+                   + "; ".join(over) + "): review it for leaked labels before ranking it")
+    if server_says:
+        accs = ", ".join(f"{h} {a:.4f}" for h, a in sorted(accuracy.items()))
+        return Hit("above_ceiling", "medium",
+                   f"{where}: the server marks it above the strong ceiling's interval "
+                   f"(accuracy {accs or 'not given'}): review it for leaked labels before "
+                   "ranking it")
+    return None
 
 
 def looks_like_code(text: str) -> bool:
