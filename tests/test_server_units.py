@@ -14,7 +14,6 @@ from test_server_support import tar_bytes
 
 from aar.server import ladder, probing
 from aar.server.errors import ApiError
-from aar.server.evaluation import fast_auroc
 from aar.server.forum import inspect_archive
 from aar.w2s.metrics import auroc
 
@@ -74,13 +73,35 @@ def test_guarantee_numbers() -> None:
         math.sqrt(math.log(2 * 100 / 0.05) / 5000))
 
 
-def test_fast_auroc_equals_rank_definition() -> None:
+def test_auroc_equals_rank_definition() -> None:
+    """The one AUROC (sort and search) equals the rank-sum definition, ties counted half."""
+    from scipy.stats import rankdata
+
     rng = np.random.default_rng(3)
     for _ in range(20):
         s = rng.random(301).round(2)  # many ties
-        y = rng.integers(0, 2, 301)
-        assert fast_auroc(s, y) == pytest.approx(auroc(s, y), abs=1e-12)
-    assert math.isnan(fast_auroc(np.array([0.1, 0.2]), np.array([1, 1])))
+        y = rng.integers(0, 2, 301).astype(bool)
+        ranks = rankdata(s)
+        n_pos, n_neg = int(y.sum()), int((~y).sum())
+        ref = (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        assert auroc(s, y) == pytest.approx(ref, abs=1e-12)
+    assert math.isnan(auroc(np.array([0.1, 0.2]), np.array([1, 1])))
+
+
+def test_channel_bound_adds_every_channel() -> None:
+    p = ladder.LadderParams(eta=0.01, noise=0.0025, max_releases=5)
+    one = ladder.channel_bound(p, 40, 5, datasets=1, reference_rows=0, accounts=1)
+    assert one["ladder_bits"] == round(ladder.transcript_bits(40, p), 1)
+    assert one["result_flag_bits"] == 8  # 40 evaluations, 5 seeds a result
+    # Each dataset of the universe publishes two rounded baselines and its gap bit.
+    two = ladder.channel_bound(p, 40, 5, datasets=2, reference_rows=3, accounts=1)
+    assert two["public_constant_bits"] == pytest.approx(
+        2 * (2 * math.log2(101) + 1) + 3 * math.log2(101), abs=0.1)
+    # Runs that pool what they were told: their accounts add up.
+    three = ladder.channel_bound(p, 40, 5, datasets=1, reference_rows=0, accounts=3)
+    assert three["bits_all_runs"] == pytest.approx(
+        3 * (one["ladder_bits"] + 8) + one["public_constant_bits"], abs=0.2)
+    assert one["bits_per_run"] < three["bits_all_runs"]
 
 
 def test_probing_detector() -> None:
