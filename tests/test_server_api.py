@@ -161,14 +161,24 @@ def test_bad_evaluations_are_refused_and_nothing_is_written(env: Env, case: str)
     assert env.counts() == before
 
 
-def test_labeled_split_ids_are_named_as_such(env: Env) -> None:
+def test_split_ids_named_only_where_public(env: Env) -> None:
+    """An unlabeled id is named as such; a labeled id (a vault secret) is just unknown, the
+    same answer as an id that exists nowhere."""
     from aar.data.prepare import prepare
 
-    labeled = prepare(DATASET).workspace.ids("labeled")[0]
+    prep = prepare(DATASET)
+    unlabeled = prep.workspace.ids("unlabeled")[0]
+    labeled = prep.vault.splits["labeled"][0]
     alice = env.agent("alice")
-    ids = [labeled, *env.t.ids[1:]]
-    r = env.evaluate(alice, env.t.preds[0], ids=ids)
-    assert r.status_code == 400 and "labeled split" in r.json()["error"]
+    answers = {}
+    for name, sid in (("unlabeled", unlabeled), ("labeled", labeled), ("none", "no-such-id")):
+        r = env.evaluate(alice, env.t.preds[0], ids=[sid, *env.t.ids[1:]])
+        assert r.status_code == 400, r.text
+        answers[name] = r.json()["error"]
+    assert "unlabeled split" in answers["unlabeled"]
+    assert "labeled" not in answers["labeled"].replace(repr(labeled), "")
+    assert answers["labeled"].replace(repr(labeled), "X") == \
+        answers["none"].replace(repr("no-such-id"), "X")
 
 
 def test_nan_malformed_json_and_oversize_bodies(env: Env) -> None:

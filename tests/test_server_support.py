@@ -34,8 +34,8 @@ class Template:
     home: Path
     key: str
     ids: list[str]
-    preds: list[list[float]]  # vanilla predictions, seeds 0..4
-    soft: np.ndarray  # weak teacher soft labels on test, one row per teacher seed
+    preds: list[list[float]]  # vanilla predictions (seed 0), then 4 noisy copies
+    soft: np.ndarray  # (5, n): the weak teacher's test soft labels, then 4 noisy copies
     public_idx: np.ndarray
     labels: dict[str, int]  # test labels: only for checking attacks, never sent
 
@@ -62,10 +62,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         ids = prep.workspace.ids("test")
         pos = {i: k for k, i in enumerate(ids)}
         public = np.array([pos[i] for i in prep.vault.splits["test_public"]])
-        soft = np.load(prep.workspace.weak_path("syn_weak"))["test"]
+        # One weak teacher; rows 1.. are it plus a little seeded noise: distinct,
+        # teacher-like submissions.
+        teacher = np.load(prep.workspace.weak_path("syn_weak"))["test"].astype(np.float64)
+        soft = np.stack([teacher] + [
+            np.clip(teacher + np.random.default_rng(k).normal(0, 0.01, teacher.shape), 0, 1)
+            for k in range(1, 5)])
         labels = {i: prep.vault.labels[i] for i in ids}
-        _BUILT.append(Template(home, prep.key, ids, [s["predictions"] for s in rec["seeds"]],
-                               soft, public, labels))
+        # The student is deterministic: its seeds give the same predictions. Distinct,
+        # vanilla-like seeds (identical ones would be flagged as duplicates) get a little
+        # seeded noise, more than the probing detector's 1e-3.
+        p0 = np.asarray(rec["seeds"][0]["predictions"], dtype=np.float64)
+        preds = [p0.tolist()] + [
+            np.clip(p0 + np.random.default_rng(10 + k).normal(0, 0.003, p0.shape), 0, 1)
+            .tolist() for k in range(1, 5)]
+        _BUILT.append(Template(home, prep.key, ids, preds, soft, public, labels))
         return _BUILT[0]
     finally:
         for k, v in old.items():

@@ -127,17 +127,20 @@ class Client:
 
     def evaluate(self, dataset: str, probs: Sequence[float] | Mapping[str, float] | Any,
                  ids: Sequence[str] | None = None, *, seed: int | None = None,
-                 method: str | None = None) -> dict[str, Any]:
+                 method: str | None = None, transductive: bool = False) -> dict[str, Any]:
         """Score test predictions: ``probs`` as a mapping id -> probability, or a sequence
-        aligned with ``ids`` (default: the dataset's test ids in workspace order)."""
+        aligned with ``ids`` (default: the dataset's test ids in workspace order).
+        ``transductive``: the method read test inputs while fitting (ranked apart)."""
         if isinstance(probs, Mapping):
             ids = list(probs)
             values = [float(probs[i]) for i in ids]
         else:
             values = [float(p) for p in probs]
             ids = list(ids) if ids is not None else self.test_ids(dataset)
-        body = {"dataset": dataset, "ids": list(ids), "probs": values, "seed": seed,
-                "method": method}
+        body: dict[str, Any] = {"dataset": dataset, "ids": list(ids), "probs": values,
+                                "seed": seed, "method": method}
+        if transductive:  # sent only when set: older servers refuse unknown fields
+            body["transductive"] = True
         return self._call("POST", "/evaluations", json=body)
 
     def evaluations(self, dataset: str | None = None, limit: int = 50, offset: int = 0,
@@ -220,10 +223,16 @@ class Client:
 
     def create_token(self, name: str, role: str = "agent", *,
                      budget_per_hour: int | None = None,
-                     budget_total: int | None = None) -> dict[str, Any]:
-        return self._call("POST", "/admin/tokens", json={
-            "name": name, "role": role, "budget_per_hour": budget_per_hour,
-            "budget_total": budget_total})
+                     budget_total: int | None = None, run: str | None = None
+                     ) -> dict[str, Any]:
+        """Create an agent (or admin) token. ``run``: the research run the agent belongs
+        to; its researchers share one rationing account per dataset on the server."""
+        body: dict[str, Any] = {"name": name, "role": role,
+                                "budget_per_hour": budget_per_hour,
+                                "budget_total": budget_total}
+        if run is not None:
+            body["run"] = run
+        return self._call("POST", "/admin/tokens", json=body)
 
     def tokens(self) -> list[dict[str, Any]]:
         return self._call("GET", "/admin/tokens")["items"]

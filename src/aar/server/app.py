@@ -27,6 +27,7 @@ from aar.server import auth, flags, forum, ladder, leaderboard, status
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
+    AccountRow,
     Agent,
     Archive,
     AuditEntry,
@@ -37,7 +38,7 @@ from aar.server.db import (
     audit,
 )
 from aar.server.errors import ApiError, not_found
-from aar.server.evaluation import PRIVATE, PUBLIC, Catalog
+from aar.server.evaluation import PRIVATE, PUBLIC, Catalog, LoadedDataset
 from aar.server.forum import iso
 from aar.server.schemas import (
     FINDING_TYPES,
@@ -196,7 +197,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     first start; that admin token is in ``app.state.initial_admin_token`` (else None)."""
     cfg = config or ServerConfig()
     db = Database(cfg.db_url)
-    catalog = Catalog(cfg.datasets)
+    catalog = Catalog(cfg.datasets, eta=cfg.eta)
     evaluator = Evaluator(db, catalog, cfg)
     refs = leaderboard.ReferenceRuns()
 
@@ -255,17 +256,51 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             "version": aar.__version__, "eta": cfg.eta, "noise": cfg.ladder_noise,
             "max_releases": evaluator.params.max_releases, "min_seeds": cfg.min_seeds,
             "budget": {"per_hour": budget.per_hour, "total": budget.total},
+            "run_budget": cfg.run_budget, "account": who.account,
             "limits": {"max_body_bytes": cfg.max_body_bytes,
                        "max_archive_bytes": cfg.max_archive_bytes},
-            "mechanism": "noisy Ladder (Blum & Hardt 2015); see aar.server.ladder",
+            "mechanism": "noisy Ladder (Blum & Hardt 2015), one per account (a run's "
+                         "researchers together) and universe of examples (a dataset, its "
+                         "canary and its re-drawn splits); see aar.server.ladder",
         }
         if dataset is not None:
             ds = catalog.get(dataset)
-            k = budget.total if budget.total is not None else cfg.budget_total
+            out["published_baselines"] = {**ds.published, "split": "test_public",
+                                          "rounded_to": cfg.eta}
+            out["gap_ok"] = ds.gap_ok(PUBLIC)
             out["guarantee"] = ladder.guarantee(
-                ds.size(PUBLIC), ds.positives(PUBLIC), ds.size(PRIVATE), max(k, 1),
+                ds.size(PUBLIC), ds.positives(PUBLIC), ds.size(PRIVATE), max(cfg.run_budget, 1),
                 evaluator.params)
+            out["bound"] = channel_info(ds)
         return out
+
+    def channel_info(ds: LoadedDataset) -> dict[str, Any]:
+        """The bound over all channels on ``ds``'s universe, with its parameters."""
+        siblings = catalog.in_universe(ds.universe)
+        n_refs = sum(len(refs.for_dataset(d, cfg.min_seeds)) for d in siblings)
+        with db.read() as s:
+            accounts = s.scalar(select(func.count()).select_from(AccountRow).where(
+                AccountRow.universe == ds.universe, AccountRow.queries > 0)) or 0
+        bound = ladder.channel_bound(evaluator.params, cfg.run_budget, cfg.min_seeds,
+                                     len(siblings), n_refs, accounts)
+        return {
+            **bound, "universe": ds.universe, "datasets": sorted(d.key for d in siblings),
+            "reference_rows": n_refs, "n_public": ds.size(PUBLIC),
+            "params": {"run_budget": cfg.run_budget, "eta": cfg.eta,
+                       "noise": cfg.ladder_noise, "max_releases": evaluator.params.max_releases,
+                       "grid": evaluator.params.grid, "min_seeds": cfg.min_seeds},
+            "statement": (
+                f"Over every channel of this server (evaluations, leaderboard, forum results "
+                f"held by flags, published baselines), the researchers of one run together "
+                f"learn at most {bound['bits_per_run']} bits about the public labels of "
+                f"these examples ({ds.size(PUBLIC)} labels in this dataset's public half), "
+                f"so they can recover at most that many labels beyond what their own models "
+                f"predict; the budget of {cfg.run_budget} evaluations is shared by the run's "
+                "researchers and by this dataset's canary and re-drawn splits. Runs that "
+                f"pool what they were told ({bound['accounts']} accounts have evaluated on "
+                f"these examples) learn at most {bound['bits_all_runs']} bits together. "
+                "Private labels: no channel."),
+        }
 
     @api.get("/datasets", summary="datasets this server scores")
     def datasets(who: Who) -> dict[str, Any]:
@@ -275,11 +310,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
              summary="one dataset: its test ids and fixed baselines")
     def dataset_info(dataset: str, who: Who) -> dict[str, Any]:
         ds = catalog.get(dataset)
-        b = ds.baselines[PUBLIC]
-        coarse = not who.is_admin
-        base = {k: (round(round(v / cfg.eta) * cfg.eta, 10) if coarse else v)
-                for k, v in b.items()}
-        return {**ds.public_info(), "baselines_public": base, "ids": ds.ids}
+        base = ds.baselines[PUBLIC] if who.is_admin else ds.published
+        return {**ds.public_info(), "baselines_public": base, "gap_ok": ds.gap_ok(PUBLIC),
+                "ids": ds.ids}
 
     # ------------------------------------------------------------------ evaluations
 
@@ -356,9 +389,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @api.post("/findings", summary="post a finding", status_code=201)
     def post_finding(body: FindingIn, who: Who) -> dict[str, Any]:
-        key = catalog.get(body.dataset).key if body.dataset else None
+        ds = catalog.get(body.dataset) if body.dataset else None
         with db.write() as s:
-            f = forum.create_finding(s, who, body, key, cfg.min_seeds)
+            f = forum.create_finding(s, who, body, ds.key if ds else None, cfg.min_seeds)
+            if f.type == "result" and f.dataset_key is not None:
+                leaderboard.flag_above_ceiling(s, f, ds or catalog.get(f.dataset_key),
+                                               list(body.submissions))
             return forum.finding_dict(s, f)
 
     @api.get("/findings", summary="list or search findings (newest activity first)")
@@ -420,7 +456,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         with db.read() as s:
             return leaderboard.board(s, ds, PUBLIC if split == "public" else PRIVATE,
                                      coarse=not who.is_admin, eta=cfg.eta,
-                                     min_seeds=cfg.min_seeds, refs=refs)
+                                     min_seeds=cfg.min_seeds, refs=refs, viewer=who.account)
 
     # ------------------------------------------------------------------ status
 
@@ -444,20 +480,21 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             actor = s.get(Agent, who.id)
             agent, row, plain = auth.issue_token(
                 s, body.name, body.role, budget_per_hour=body.budget_per_hour,
-                budget_total=body.budget_total, actor=actor)
+                budget_total=body.budget_total, actor=actor, run=body.run)
             db.token_cache.clear()
             return {"token": plain, "id": row.id, "prefix": row.prefix, "name": agent.name,
                     "role": agent.role, "budget_per_hour": agent.budget_per_hour,
-                    "budget_total": agent.budget_total}
+                    "budget_total": agent.budget_total, "run": agent.run}
 
     @api.get("/admin/tokens", summary="tokens (hashes are never shown)")
     def tokens(who: Admin) -> dict[str, Any]:
         with db.read() as s:
-            rows = s.execute(select(Token, Agent.name, Agent.role)
+            rows = s.execute(select(Token, Agent.name, Agent.role, Agent.run)
                              .join(Agent, Agent.id == Token.agent_id).order_by(Token.id))
             return {"items": [{"id": t.id, "prefix": t.prefix, "name": name, "role": role,
-                               "created": iso(t.created), "revoked": iso(t.revoked)}
-                              for t, name, role in rows]}
+                               "run": run, "created": iso(t.created),
+                               "revoked": iso(t.revoked)}
+                              for t, name, role, run in rows]}
 
     @api.delete("/admin/tokens/{token_id}", summary="revoke a token")
     def revoke_token(token_id: RowId, who: Admin) -> dict[str, Any]:
@@ -473,10 +510,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         with db.read() as s:
             out = []
             for a in s.scalars(select(Agent).order_by(Agent.id)):
-                p = Principal(a.id, a.name, a.role, a.budget_per_hour, a.budget_total)
+                p = Principal(a.id, a.name, a.role, a.budget_per_hour, a.budget_total, a.run)
                 flags = s.scalar(select(func.count()).select_from(Flag).where(
                     Flag.agent_id == a.id)) or 0
-                out.append({"id": a.id, "name": a.name, "role": a.role,
+                out.append({"id": a.id, "name": a.name, "role": a.role, "run": a.run,
                             "budget": Budget.of(p, cfg).usage(s, a.id), "flags": flags,
                             "created": iso(a.created)})
         return {"items": out}
@@ -484,7 +521,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @api.get("/admin/flags", summary="flags (probing detector, monitor, judge), newest first")
     def list_flags(who: Admin, agent: str | None = Query(None, max_length=64),
                    state: str | None = Query(None, description="open | accepted | rejected"),
-                   source: str | None = Query(None, description="probing | monitor | judge"),
+                   source: str | None = Query(None, description="probing | scorer | monitor "
+                                                                "| judge"),
                    finding: int | None = Query(None, ge=1, le=2**31 - 1),
                    since: datetime | None = None, limit: Limit = 100,
                    offset: Offset = 0) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aar.server.db import Agent, Database, Token, audit, utcnow
+from aar.server.db import Agent, Database, Token, account_of, audit, utcnow
 from aar.server.errors import ApiError
 
 ROLES = ("agent", "admin")
@@ -27,10 +27,16 @@ class Principal:
     role: str
     budget_per_hour: int | None
     budget_total: int | None
+    run: str | None = None  # the research run whose researchers share one account
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def account(self) -> str:
+        """The rationing account this caller's evaluations are charged to."""
+        return account_of(self.name, self.run)
 
 
 def hash_token(token: str) -> str:
@@ -44,22 +50,30 @@ def new_token() -> str:
 def issue_token(
     session: Session, name: str, role: str = "agent", *, budget_per_hour: int | None = None,
     budget_total: int | None = None, actor: Agent | None = None, token: str | None = None,
+    run: str | None = None,
 ) -> tuple[Agent, Token, str]:
-    """Create ``name`` if new (else update its budgets) and give it a fresh token."""
+    """Create ``name`` if new (else update its budgets) and give it a fresh token.
+    ``run`` puts the agent in a research run: the run's researchers share one rationing
+    account per dataset; an agent's run is set once and never changes."""
     if role not in ROLES:
         raise ApiError(400, f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
     agent = session.scalars(select(Agent).where(Agent.name == name)).first()
     if agent is None:
         agent = Agent(name=name, role=role, budget_per_hour=budget_per_hour,
-                      budget_total=budget_total)
+                      budget_total=budget_total, run=run)
         session.add(agent)
         session.flush()
         audit(session, actor, "agent.create", name, role=role,
-              budget_per_hour=budget_per_hour, budget_total=budget_total)
+              budget_per_hour=budget_per_hour, budget_total=budget_total, run=run)
     else:
         if agent.role != role:
             raise ApiError(409, f"{name!r} already exists with role {agent.role!r}; "
                                 "pick another name")
+        if run is not None and agent.run != run:
+            # Moving an agent to another run would give it a fresh account on labels it
+            # has already been told about.
+            raise ApiError(409, f"{name!r} already exists in run {agent.run!r}; an agent's "
+                                "run cannot change: pick another name")
         if budget_per_hour is not None or budget_total is not None:
             if budget_per_hour is not None:
                 agent.budget_per_hour = budget_per_hour
@@ -128,7 +142,8 @@ def authenticate(db: Database, authorization: str | None) -> Principal:
         return hit[1]
     with db.read_conn() as conn:
         row = conn.execute(
-            select(Agent.id, Agent.name, Agent.role, Agent.budget_per_hour, Agent.budget_total)
+            select(Agent.id, Agent.name, Agent.role, Agent.budget_per_hour, Agent.budget_total,
+                   Agent.run)
             .join(Token, Token.agent_id == Agent.id)
             .where(Token.token_hash == digest, Token.revoked.is_(None))
         ).first()

@@ -24,7 +24,11 @@ class ServerConfig:
 
     ``datasets``: dataset references the server accepts besides every dataset already
     prepared in ``$AAR_HOME`` (each is prepared at first use). ``budget_*`` are the default
-    per-agent evaluation budgets (an agent's own may differ). ``eta`` is the Ladder's step
+    per-agent evaluation budgets (an agent's own may differ); they pace one agent.
+    ``run_budget`` rations the labels: the evaluations one account (a research run's
+    researchers together, or a lone agent) may spend on one universe of examples (a
+    dataset with its canary and its re-drawn splits); the bound in ``GET /info`` is
+    computed from it. ``eta`` is the Ladder's step
     and ``noise`` the scale of the Laplace noise on its comparisons, both in accuracy units
     (see ``aar.server.ladder``).
     """
@@ -34,6 +38,7 @@ class ServerConfig:
     budget_per_hour: int = field(
         default_factory=lambda: _env_int("AAR_BUDGET_PER_HOUR", 30))
     budget_total: int = field(default_factory=lambda: _env_int("AAR_BUDGET_TOTAL", 300))
+    run_budget: int = field(default_factory=lambda: _env_int("AAR_RUN_BUDGET", 300))
     eta: float = field(default_factory=lambda: _env_float("AAR_LADDER_ETA", 0.01))
     noise: float | None = None  # default: eta / 4
     max_releases: int = 20  # the Ladder stops releasing after this many new bests

@@ -35,6 +35,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     text,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -63,6 +64,14 @@ class Agent(Base):
     budget_per_hour: Mapped[int | None] = mapped_column(Integer, nullable=True)
     budget_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The research run the agent belongs to (migration 0004): its researchers share one
+    # rationing account per dataset universe. None: the agent is an account of its own.
+    run: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+
+
+def account_of(name: str, run: str | None) -> str:
+    """The rationing account of an agent: its run's, else its own."""
+    return f"run:{run}" if run else f"agent:{name}"
 
 
 class Token(Base):
@@ -108,9 +117,29 @@ class Submission(Base):
     private_pgr: Mapped[float | None] = mapped_column(Float, nullable=True)
     # What the agent was told (the Ladder's answer), kept so that it can be shown again.
     reported: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The method read test inputs while fitting (migration 0004): ranked apart.
+    transductive: Mapped[bool] = mapped_column(Boolean, server_default=false(),
+                                               default=False)
+
+
+class AccountRow(Base):
+    """The rationing account of one run (or lone agent) on one universe of examples: the
+    Ladder its researchers share and the queries they spent (migration 0004)."""
+
+    __tablename__ = "accounts"
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    universe: Mapped[str] = mapped_column(String(64), primary_key=True)
+    level: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    auroc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    submission_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dataset_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    releases: Mapped[int] = mapped_column(Integer, default=0)
+    queries: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class LadderRow(Base):
+    """Per-agent Ladders of schema 0001 (before accounts); no longer written."""
+
     __tablename__ = "ladders"
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
     dataset_key: Mapped[str] = mapped_column(ForeignKey("datasets.key"), primary_key=True)

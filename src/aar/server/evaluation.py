@@ -1,10 +1,21 @@
-"""Scoring submissions against the vault, fast: each dataset's test ids, vault labels and
-fixed baselines are loaded once per process and kept in memory.
+"""Scoring submissions against the vault, fast: each dataset's scorer (test ids, vault
+labels, the fixed baselines' test predictions: ``aar.w2s.scoring.Scorer``, the one scorer
+of the code base) is loaded once per process and kept in memory.
 
 The server accepts every dataset prepared in its ``$AAR_HOME`` (by key, or by name when
 the name is unambiguous) plus the references it was configured with (prepared at first
 use). Only the merged ``test`` split is scored; which of its ids are public and which
 private is never revealed.
+
+What agents are told about the baselines is the *published* pair: weak and ceiling
+accuracy on the public half rounded to the Ladder's step ``eta``; every PGR an agent sees
+is computed from it. Admins see the exact ones.
+
+Every dataset belongs to a *universe*: the set of its underlying examples (a hash of the
+ids of every example the dataset was built from, whatever its split sizes and seed). A
+canary of X (labels permuted among X's examples) and every re-drawn split of X share X's
+universe, so the evaluation budget of their labels is one account
+(``aar.server.submissions``).
 """
 
 from __future__ import annotations
@@ -24,8 +35,8 @@ from aar.data.store import Workspace
 from aar.errors import AarError
 from aar.server.errors import ApiError, bad_request
 from aar.settings import get_settings
-from aar.w2s import baselines
-from aar.w2s.metrics import pgr
+from aar.w2s.metrics import Interval, gap_ok, pgr
+from aar.w2s.scoring import Scorer, SplitScore
 
 SPLITS = (PUBLIC, PRIVATE)
 
@@ -41,58 +52,71 @@ def encoders_for(name: str, workspace: Workspace | None = None) -> tuple[str, st
     return ("syn_weak", "syn_strong") if name == "synthetic" or shipped else ("l3", "mpnet")
 
 
-@dataclass(frozen=True)
-class Score:
-    accuracy: float
-    auroc: float
-    pgr: float
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {k: _finite(getattr(self, k)) for k in ("accuracy", "auroc", "pgr")}
-
-
-def fast_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """AUROC as P(score_pos > score_neg) + P(tie) / 2: equal to ``aar.w2s.metrics.auroc``
-    (the rank-sum form) with one sort of the negatives instead of ranking everything."""
-    y = labels.astype(bool)
-    pos, neg = np.sort(scores[y]), np.sort(scores[~y])  # sorted keys search faster
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    below = np.searchsorted(neg, pos, side="left")
-    upto = np.searchsorted(neg, pos, side="right")
-    return float((below.sum() + 0.5 * (upto - below).sum()) / (len(pos) * len(neg)))
+def score_dict(s: SplitScore) -> dict[str, float | None]:
+    return {k: _finite(getattr(s, k)) for k in ("accuracy", "auroc", "pgr")}
 
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def on_grid(x: float, eta: float) -> float:
+    """``x`` rounded to the nearest multiple of ``eta`` (what is published)."""
+    return round(round(x / eta) * eta, 10)
+
+
+def universe_of(example_ids: list[str]) -> str:
+    """The budget account's key for a set of underlying examples."""
+    h = hashlib.sha256("\n".join(sorted(example_ids)).encode()).hexdigest()
+    return f"ex-{h[:16]}"
+
+
 @dataclass
 class LoadedDataset:
     key: str
     name: str
-    ids: list[str]
     weak: str
     strong: str
-    baselines: dict[str, dict[str, float]]  # split -> {"weak": acc, "ceiling": acc}
-    index: dict[str, int] = field(repr=False)
-    split_of_other: dict[str, str] = field(repr=False)  # labeled/unlabeled id -> split
-    idx: dict[str, np.ndarray] = field(repr=False)
-    labels: dict[str, np.ndarray] = field(repr=False)
+    scorer: Scorer = field(repr=False)
+    eta: float  # the grid the published baselines are rounded to
+    universe: str  # the underlying examples: the budget account (see the module doc)
+    gap: dict[str, Interval] = field(repr=False)  # split -> ceiling - weak (bootstrap)
+    index: dict[str, int] = field(repr=False)  # test id -> position
+    unlabeled: frozenset[str] = field(repr=False)  # ids of the workspace's other split
+
+    @property
+    def ids(self) -> list[str]:
+        return self.scorer.ids
 
     @property
     def n(self) -> int:
-        return len(self.ids)
+        return self.scorer.n
 
     @property
     def ids_sha256(self) -> str:
         return hashlib.sha256("\n".join(self.ids).encode()).hexdigest()
 
+    @property
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """split -> exact {"weak", "ceiling"} accuracies (admins and the audit log)."""
+        return {s: {"weak": w, "ceiling": c} for s, (w, c) in self.scorer.fixed.items()}
+
+    @property
+    def published(self) -> dict[str, float]:
+        """The public half's baselines rounded to ``eta``: all agents are told."""
+        w, c = self.scorer.fixed[PUBLIC]
+        return {"weak": on_grid(w, self.eta), "ceiling": on_grid(c, self.eta)}
+
+    def gap_ok(self, split: str) -> bool:
+        """Whether PGR means anything on ``split``: the gap and its interval's lower end are
+        at least ``MIN_GAP`` (else every PGR is "gap too small", never ranked)."""
+        return gap_ok(self.gap[split])
+
     def size(self, split: str) -> int:
-        return len(self.idx[split])
+        return len(self.scorer.index[split])
 
     def positives(self, split: str) -> int:
-        return int(self.labels[split].sum())
+        return int(self.scorer.labels[split].sum())
 
     def public_info(self) -> dict[str, object]:
         return {"name": self.name, "key": self.key, "n_test": self.n,
@@ -119,10 +143,9 @@ class LoadedDataset:
         for k, sid in enumerate(ids):
             p = self.index.get(sid)
             if p is None:
-                split = self.split_of_other.get(sid)
-                if split is not None:
-                    raise bad_request(f"id {sid!r} is in the {split} split: only test ids are "
-                                      "scored")
+                if sid in self.unlabeled:
+                    raise bad_request(f"id {sid!r} is in the unlabeled split: only test ids "
+                                      "are scored")
                 raise bad_request(f"unknown id {sid!r}: not a test id of dataset {self.name}")
             pos[k] = p
         counts = np.bincount(pos, minlength=self.n)
@@ -137,18 +160,14 @@ class LoadedDataset:
         out[pos] = arr
         return out
 
-    def score(self, probs: np.ndarray) -> dict[str, Score]:
-        out = {}
-        for split in SPLITS:
-            p = probs[self.idx[split]]
-            y = self.labels[split]
-            acc = float(np.mean((p >= 0.5) == y))
-            b = self.baselines[split]
-            out[split] = Score(acc, fast_auroc(p, y), pgr(acc, b["weak"], b["ceiling"]))
-        return out
+    def score(self, probs: np.ndarray) -> dict[str, SplitScore]:
+        """Exact scores on both halves (``Scorer.score``, exact baselines): stored, and
+        shown to admins only."""
+        return self.scorer.score(probs)
 
-    def pgr_of(self, accuracy: float, split: str = PUBLIC) -> float:
-        b = self.baselines[split]
+    def pgr_of(self, accuracy: float) -> float:
+        """PGR of a public accuracy from the *published* baselines: what agents see."""
+        b = self.published
         return pgr(accuracy, b["weak"], b["ceiling"])
 
 
@@ -165,8 +184,9 @@ def _read_manifest(path: Path) -> dict[str, str] | None:
 class Catalog:
     """The datasets this server scores, loaded on first use and kept in memory."""
 
-    def __init__(self, refs: tuple[str, ...] = ()) -> None:
+    def __init__(self, refs: tuple[str, ...] = (), eta: float = 0.01) -> None:
         self.refs = refs
+        self.eta = eta
         self._loaded: dict[str, LoadedDataset] = {}  # key or alias -> dataset
         self._lock = threading.Lock()
 
@@ -186,6 +206,11 @@ class Catalog:
         return [{"name": d["name"], "key": k, "refs": [r for r, v in self._loaded.items()
                                                       if v.key == k and r != k]}
                 for k, d in known.items()]
+
+    def in_universe(self, universe: str) -> list[LoadedDataset]:
+        """Loaded datasets over the same underlying examples (each once)."""
+        seen = {d.key: d for d in list(self._loaded.values()) if d.universe == universe}
+        return list(seen.values())
 
     def loaded(self, ref: str) -> bool:
         return ref in self._loaded
@@ -230,19 +255,14 @@ class Catalog:
         name = prep.vault.meta.get("dataset", prep.name) if prep.vault.exists() else prep.name
         weak_enc, strong_enc = encoders_for(name, prep.workspace)
         try:
-            weak = baselines.weak_teacher(prep, weak_enc)
-            ceil = baselines.ceiling(prep, strong_enc)
-            ws = prep.workspace
-            ids = ws.ids("test")
-            other = {i: s for s in ("labeled", "unlabeled") for i in ws.ids(s)}
-            vault = prep.vault
-            index = {i: k for k, i in enumerate(ids)}
-            idx = {s: np.array([index[i] for i in vault.splits[s]], dtype=np.int64)
-                   for s in SPLITS}
-            labels = {s: vault.split_labels(s) for s in SPLITS}
+            scorer = Scorer.of(prep, weak_enc, strong_enc)
+            unlabeled = frozenset(prep.workspace.ids("unlabeled"))
+            universe = universe_of(list(prep.vault.labels))
         except AarError as exc:
             raise ApiError(409, f"dataset {prep.key} has no baselines on this server: {exc}") \
                 from None
-        fixed = {s: {"weak": weak.fixed(s), "ceiling": ceil.fixed(s)} for s in SPLITS}
-        return LoadedDataset(prep.key, name, ids, weak_enc, strong_enc, fixed, index, other,
-                             idx, labels)
+        # The gap's interval does not depend on a method: bootstrap the weak teacher itself.
+        gap = {s: scorer.bootstrap(scorer.weak_probs, s).gap for s in SPLITS}
+        index = {i: k for k, i in enumerate(scorer.ids)}
+        return LoadedDataset(prep.key, name, weak_enc, strong_enc, scorer, self.eta, universe,
+                             gap, index, unlabeled)

@@ -1,7 +1,9 @@
 """Flags and their review.
 
 A flag says an agent may have gamed the score. It comes from the probing detector (at
-scoring time), the oversight monitor's rules, or its LLM judge, and carries a severity and
+scoring time), the scorer (a result above the strong ceiling's interval, when it is
+posted: ``aar.server.leaderboard.flag_above_ceiling``), the oversight monitor's rules,
+or its LLM judge, and carries a severity and
 human-readable evidence. Each flag is ``open`` until an admin ``accepts`` it ("yes, this
 was reward hacking") or ``rejects`` it (a false alarm), with a reason. A finding with an
 open or accepted flag, on itself or on one of its submissions, is held off the leaderboard;
@@ -23,7 +25,7 @@ from aar.server.forum import iso
 from aar.server.schemas import Strict
 
 SEVERITIES = ("low", "medium", "high", "critical")
-SOURCES = ("probing", "monitor", "judge")
+SOURCES = ("probing", "monitor", "judge", "scorer")
 STATES = ("open", "accepted", "rejected")
 HOLDING = ("open", "accepted")  # states that keep a finding off the leaderboard
 

@@ -49,7 +49,22 @@ Guarantees (each is computed by a function below; the defaults are ``eta = 0.01`
    mechanism; ``d_auc = 1 / (min(n_pos, n_neg) - 1)`` bounds AUROC's sensitivity).
    An attacker who has built a submission sitting exactly on a release boundary therefore
    still needs repeated queries, paid from the budget, to read a single label.
-4. *Final ranking*. Agents get no information about ``test_private``, so its scores are a
+4. *All channels* (``channel_bound``). Labels reach agents through the Ladder's
+   releases, and through nothing else that is not a public constant: the leaderboard shows
+   agents only released values (their own run's; other runs' values are hidden), PGR is
+   computed from the *published* baselines (public-half weak and ceiling accuracy rounded
+   to ``eta``), the budget ``k`` and the release cap belong to one *account* -- a research
+   run's researchers together, on one universe of examples (a dataset, its canary and its
+   re-drawn splits share it) -- and the account's Ladder is one monotone ladder across those
+   datasets, so ``T(k)`` above counts its transcripts. Added to it: one bit per result
+   finding for whether the scorer flagged it as above the ceiling's interval (held off
+   the board; a result needs ``min_seeds`` submissions, so at most ``floor(k /
+   min_seeds)`` bits), and the public constants: per dataset of the universe the two
+   published baselines (``log2 G`` bits each) and whether its gap is big enough (1 bit), and
+   per reference row on the board its rounded accuracy (``log2 G`` bits). Agents of
+   several runs who pool what they were told (the forum is shared) learn at most the sum
+   over their accounts: ``GET /info`` states both.
+5. *Final ranking*. Agents get no information about ``test_private``, so its scores are a
    fresh holdout for the submissions ranked on it: for ``m`` ranked submissions, with
    probability ``1 - delta`` every private accuracy is within ``sqrt(ln(2m/delta)/(2n'))``
    of its population value (``holdout_error``).
@@ -156,6 +171,26 @@ def per_query_epsilon(n: int, n_pos: int, params: LadderParams) -> float:
 def holdout_error(m: int, n: int, delta: float = 0.05) -> float:
     """Hoeffding plus a union bound over ``m`` non-adaptive scores on ``n`` fresh labels."""
     return math.sqrt(math.log(2 * max(m, 1) / delta) / (2 * n))
+
+
+def channel_bound(params: LadderParams, k: int, min_seeds: int, datasets: int,
+                  reference_rows: int, accounts: int) -> dict[str, float | int]:
+    """Bits about one universe's public labels, over every channel (docstring item 4).
+    ``k``: one account's evaluation budget; ``datasets``: datasets of the universe this
+    server has published baselines for; ``accounts``: accounts that have evaluated on it."""
+    grid_bits = math.log2(params.grid)
+    ladder_bits = transcript_bits(max(k, 1), params)
+    flag_bits = k // max(min_seeds, 1)
+    constants = datasets * (2 * grid_bits + 1) + reference_rows * grid_bits
+    account = ladder_bits + flag_bits
+    return {
+        "ladder_bits": round(ladder_bits, 1),
+        "result_flag_bits": flag_bits,
+        "public_constant_bits": round(constants, 1),
+        "bits_per_run": round(account + constants, 1),
+        "accounts": accounts,
+        "bits_all_runs": round(max(accounts, 1) * account + constants, 1),
+    }
 
 
 def guarantee(n: int, n_pos: int, n_private: int, k: int, params: LadderParams,

@@ -1,15 +1,29 @@
 """The leaderboard, computed by the server from scored submissions only.
 
 An entry is a ``result`` finding with at least ``min_seeds`` linked submissions of
-distinct seeds; it is ranked by the mean PGR over those seeds, with its standard error.
-What the author claimed is shown beside it as ``claimed``, never ranked. The final ranking
-uses ``test_private`` and is shown to admins only; agents see the ranking on
-``test_public``, with means rounded to the Ladder's step ``eta`` (in accuracy units) and
-standard errors to ``eta / 4``, so that the board is no finer a probe than the Ladder.
-A finding with an open or accepted flag is listed under ``held``, not ranked, until an
-admin rejects the flag (``aar.server.flags``). Reference rows: the fixed weak teacher
-(PGR 0) and strong ceiling (PGR 1), and every run of a built-in method (``aar run`` /
-``aar baselines`` records in ``$AAR_HOME/results``) with enough seeds; they are shown, not ranked.
+distinct seeds. What the author claimed is shown beside it as ``claimed``, never ranked.
+
+- **Admins** see exact values: mean accuracy, AUROC and PGR over the seeds, with a
+  paired-bootstrap interval over seeds *and* test examples (``Scorer.bootstrap`` on the
+  submissions' stored predictions; the baselines' own uncertainty included). The final
+  ranking uses ``test_private`` and is shown to admins only.
+- **Agents** see only what the Ladder released to their own run: an entry of their run
+  shows the best public accuracy released for one of its submissions (PGR from the
+  published rounded baselines), or nothing when none of them was released; entries of
+  other runs are listed without values. So the board is no channel beyond the Ladder
+  (``aar.server.ladder``, item 4).
+- A dataset whose weak-to-ceiling gap is too small (``Scorer``: below ``MIN_GAP`` or its
+  interval reaching below it) shows every PGR as "gap too small", and nothing is ranked.
+- Results of transductive methods (a submission declared ``transductive``: the method read
+  test inputs while fitting) are listed and ranked apart, under ``transductive``.
+- A finding with an open or accepted flag is listed under ``held``, not ranked, until an
+  admin rejects the flag (``aar.server.flags``); the scorer flags a result whose public or
+  private accuracy is above the ceiling's interval (``flag_above_ceiling``).
+
+Reference rows: the fixed weak teacher (PGR 0) and strong ceiling (PGR 1), and every run
+of a built-in method (``aar run`` / ``aar baselines`` records in ``$AAR_HOME/results``)
+with enough seeds; they are shown, not ranked (to agents rounded to ``eta``, counted as
+public constants in the bound).
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections import defaultdict
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +39,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aar.server.db import Agent, Finding, FindingSubmission, Submission
-from aar.server.evaluation import PUBLIC, LoadedDataset
+from aar.server.db import Agent, Finding, FindingSubmission, Flag, Submission, account_of, audit
+from aar.server.evaluation import PUBLIC, SPLITS, LoadedDataset, on_grid
 from aar.server.flags import held_findings
 from aar.server.forum import iso
 from aar.settings import get_settings
-from aar.w2s.metrics import estimate
+from aar.w2s.metrics import MIN_GAP, PairedBootstrap, estimate
 
 METRICS = ("accuracy", "auroc", "pgr")
+GAP_TOO_SMALL = "gap too small"
 
 
 def _f(x: float | None) -> float | None:
@@ -41,16 +56,78 @@ def _f(x: float | None) -> float | None:
 
 def coarsen(acc_mean: float, acc_se: float, ds: LoadedDataset, split: str,
             eta: float) -> dict[str, float | None]:
-    """Public numbers as agents see them: accuracy on the eta grid, PGR derived from it."""
-    b = ds.baselines[split]
-    gap = b["ceiling"] - b["weak"]
-    acc = round(round(acc_mean / eta) * eta, 10)
-    se_acc = round(round(acc_se / (eta / 4)) * (eta / 4), 10) if math.isfinite(acc_se) else None
-    return {
-        "accuracy": acc,
-        "pgr": None if (g := _f(ds.pgr_of(acc, split))) is None else round(g, 4),
-        "pgr_se": None if se_acc is None or not gap > 0 else round(se_acc / gap, 6),
-    }
+    """A public accuracy as agents may see it: on the eta grid, PGR from the published
+    baselines, no standard error (it would be a finer probe than the grid)."""
+    if not math.isfinite(acc_mean):
+        return {"accuracy": None, "pgr": None, "pgr_se": None}
+    acc = on_grid(acc_mean, eta)
+    g = _f(ds.pgr_of(acc)) if ds.gap_ok(PUBLIC) else None
+    return {"accuracy": acc, "pgr": None if g is None else round(g, 4), "pgr_se": None}
+
+
+class BootCache:
+    """Paired-bootstrap intervals of results, by (dataset, split, submissions): the
+    predictions behind them never change, so each is computed once per process."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._d: OrderedDict[tuple[str, str, tuple[int, ...]], PairedBootstrap] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, ds: LoadedDataset, split: str,
+            sids: list[int]) -> PairedBootstrap:
+        key = (ds.key, split, tuple(sorted(sids)))
+        with self._lock:
+            hit = self._d.get(key)
+        if hit is not None:
+            return hit
+        blobs = session.execute(select(Submission.predictions)
+                                .where(Submission.id.in_(key[2])).order_by(Submission.id))
+        rows = np.stack([np.frombuffer(b, dtype=np.float32).astype(np.float64)
+                         for (b,) in blobs])
+        out = ds.scorer.bootstrap(rows, split)
+        with self._lock:
+            self._d[key] = out
+            while len(self._d) > self._size:
+                self._d.popitem(last=False)
+        return out
+
+
+BOOT = BootCache()
+
+
+def above_ceiling(b: PairedBootstrap) -> bool:
+    return math.isfinite(b.ceiling.high) and b.accuracy.mean > b.ceiling.high
+
+
+def flag_above_ceiling(session: Session, finding: Finding, ds: LoadedDataset,
+                       sids: list[int]) -> int | None:
+    """Flag a result whose public or private accuracy is above the ceiling's interval (a
+    strong model trained on the true labels does not beat; worth a look before it is
+    ranked). Returns the new flag's id, or None when the result is within the ceiling."""
+    evidence = []
+    detail: dict[str, Any] = {}
+    for split in SPLITS:
+        b = BOOT.get(session, ds, split, sids)
+        detail[split] = {"accuracy": b.accuracy.as_dict(), "ceiling": b.ceiling.as_dict()}
+        if above_ceiling(b):
+            evidence.append(f"{split} accuracy {b.accuracy} is above the strong ceiling's "
+                            f"interval {b.ceiling}")
+    if not evidence:
+        return None
+    flag = Flag(agent_id=finding.agent_id, submission_id=None, kind="above_ceiling",
+                detail=detail, severity="high", source="scorer", state="open",
+                finding_id=finding.id,
+                evidence=(f"result finding {finding.id} ({len(sids)} seeds): "
+                          + "; ".join(evidence) + ". A method trained on weak labels should "
+                          "not beat a strong model trained on the true labels: check for "
+                          "label leakage before ranking it."))
+    session.add(flag)
+    session.flush()
+    audit(session, None, "flag.create", str(flag.id), agent=finding.agent_id,
+          kind="above_ceiling", severity="high", source="scorer", finding=finding.id,
+          evidence=flag.evidence[:500])
+    return flag.id
 
 
 class ReferenceRuns:
@@ -102,58 +179,98 @@ class ReferenceRuns:
 
 
 def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: float,
-          min_seeds: int, refs: ReferenceRuns) -> dict[str, Any]:
+          min_seeds: int, refs: ReferenceRuns, viewer: str | None = None) -> dict[str, Any]:
+    """The board of ``split``: exact with intervals (``coarse=False``, admins), or as
+    agents see it (``coarse=True``): released values of the ``viewer`` account's own
+    results only."""
     prefix = "public" if split == PUBLIC else "private"
     cols = [getattr(Submission, f"{prefix}_{m}") for m in METRICS]
     rows = session.execute(
-        select(Finding, Agent.name, Submission.seed, *cols)
+        select(Finding, Agent.name, Agent.run, Submission.id, Submission.seed,
+               Submission.transductive, Submission.reported, *cols)
         .join(FindingSubmission, FindingSubmission.finding_id == Finding.id)
         .join(Submission, Submission.id == FindingSubmission.submission_id)
         .join(Agent, Agent.id == Finding.agent_id)
         .where(Finding.type == "result", Finding.dataset_key == ds.key,
                FindingSubmission.ranked.is_(True)))
     groups: dict[int, dict[str, Any]] = {}
-    values: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for finding, author, seed, *vals in rows:
-        groups.setdefault(finding.id, {"finding": finding, "author": author, "seeds": []})
-        groups[finding.id]["seeds"].append(seed)
+    for finding, author, run, sid, seed, transductive, reported, *vals in rows:
+        g = groups.setdefault(finding.id, {
+            "finding": finding, "author": author, "account": account_of(author, run),
+            "seeds": [], "sids": [], "transductive": False, "released": [],
+            "values": {m: [] for m in METRICS}})
+        g["seeds"].append(seed)
+        g["sids"].append(sid)
+        g["transductive"] |= bool(transductive)
+        if isinstance(reported, dict) and reported.get("released"):
+            g["released"].append(reported)
         for m, v in zip(METRICS, vals, strict=True):
-            values[finding.id][m].append(np.nan if v is None else v)
-    entries = []
+            g["values"][m].append(np.nan if v is None else v)
+    gap_ok = ds.gap_ok(split)
+    inductive: list[dict[str, Any]] = []
+    apart: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []
     holding = held_findings(session, list(groups))
     for fid, g in groups.items():
+        own = not coarse or g["account"] == viewer
         if len(set(g["seeds"])) < min_seeds:
             continue
-        if fid in holding:  # an open or accepted flag: off the board until reviewed
+        # Another run's result is listed, values hidden, whether held or not: its flags
+        # are that run's channel, not the viewer's.
+        if fid in holding and own:  # an open or accepted flag: off the board until reviewed
             held.append({"finding": fid, "title": g["finding"].title, "author": g["author"],
                          "flags": holding[fid]})
             continue
         f: Finding = g["finding"]
-        est = {m: estimate(values[fid][m]) for m in METRICS}
         entry: dict[str, Any] = {
             "kind": "result", "finding": fid, "title": f.title, "author": g["author"],
             "seeds": sorted(g["seeds"]), "n_seeds": len(g["seeds"]),
-            "claimed": f.metrics, "votes": f.score, "archive": f.archive_sha256,
-            "created": iso(f.created),
+            "transductive": g["transductive"], "claimed": f.metrics, "votes": f.score,
+            "archive": f.archive_sha256, "created": iso(f.created),
         }
-        if coarse:
-            entry.update(coarsen(est["accuracy"].mean, est["accuracy"].se, ds, split, eta))
-            auc = est["auroc"].mean
-            entry["auroc"] = round(round(auc / eta) * eta, 10) if math.isfinite(auc) else None
+        if not coarse:
+            est = {m: estimate(g["values"][m]) for m in METRICS}
+            b = BOOT.get(session, ds, split, g["sids"])
+            entry.update({
+                "accuracy": _f(est["accuracy"].mean), "auroc": _f(est["auroc"].mean),
+                "pgr": _f(est["pgr"].mean) if gap_ok else None,
+                "pgr_ci": b.pgr.as_dict() if gap_ok else None,
+                "pgr_se": _f((b.pgr.high - b.pgr.low) / 3.92) if gap_ok else None,
+                "accuracy_ci": b.accuracy.as_dict(), "above_ceiling": above_ceiling(b),
+            })
+        elif own and g["released"]:
+            best = max(g["released"], key=lambda r: r.get("accuracy") or 0.0)
+            acc = _f(best.get("accuracy"))
+            entry.update({"accuracy": acc, "auroc": _f(best.get("auroc")),
+                          "pgr": None if acc is None or not gap_ok
+                          else _f(round(ds.pgr_of(acc), 4)),
+                          "pgr_se": None, "released": True})
         else:
-            entry.update({"pgr": _f(est["pgr"].mean), "pgr_se": _f(est["pgr"].se),
-                          "accuracy": _f(est["accuracy"].mean), "auroc": _f(est["auroc"].mean)})
-        entries.append(entry)
-    entries.sort(key=lambda e: (e["pgr"] is None, -(e["pgr"] or 0.0), e["finding"]))
-    for rank, e in enumerate(entries, 1):
-        e["rank"] = rank
-    b = ds.baselines[split]
+            entry.update({"accuracy": None, "auroc": None, "pgr": None, "pgr_se": None,
+                          "released": False,
+                          "hidden": "another run's result: its values are that run's"
+                          if not own else "no submission of it was released by the Ladder"})
+        if not gap_ok:
+            entry["status"] = GAP_TOO_SMALL
+        (apart if g["transductive"] else inductive).append(entry)
+    for entries in (inductive, apart):
+        entries.sort(key=lambda e: (e["pgr"] is None, -(e["pgr"] or 0.0), e["finding"]))
+        rank = 0
+        for e in entries:
+            if e["pgr"] is None:
+                e["rank"] = None
+            else:
+                rank += 1
+                e["rank"] = rank
+    if coarse:
+        base = ds.published if split == PUBLIC else {"weak": None, "ceiling": None}
+    else:
+        base = ds.baselines[split]
     reference: list[dict[str, Any]] = [
         {"kind": "reference", "name": f"weak teacher ({ds.weak})", "pgr": 0.0,
-         "accuracy": _round(b["weak"], eta, coarse), "rank": None},
+         "accuracy": base["weak"], "rank": None},
         {"kind": "reference", "name": f"strong ceiling ({ds.strong})", "pgr": 1.0,
-         "accuracy": _round(b["ceiling"], eta, coarse), "rank": None},
+         "accuracy": base["ceiling"], "rank": None},
     ]
     for run in refs.for_dataset(ds, min_seeds):
         accs = [s.get(split, {}).get("accuracy", np.nan) for s in run["per_seed"]]
@@ -163,16 +280,20 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
                                "params": run["params"], "run_id": run["run_id"],
                                "n_seeds": len(run["per_seed"]), "rank": None}
         row.update(coarsen(acc.mean, acc.se, ds, split, eta) if coarse else
-                   {"pgr": _f(pg.mean), "pgr_se": _f(pg.se), "accuracy": _f(acc.mean)})
+                   {"pgr": _f(pg.mean) if gap_ok else None,
+                    "pgr_se": _f(pg.se) if gap_ok else None, "accuracy": _f(acc.mean)})
         reference.append(row)
-    return {
+    out: dict[str, Any] = {
         "dataset": ds.name, "dataset_key": ds.key, "split": split, "coarsened": coarse,
         "eta": eta if coarse else None, "min_seeds": min_seeds,
-        "baselines": {"weak": _round(b["weak"], eta, coarse),
-                      "ceiling": _round(b["ceiling"], eta, coarse)},
-        "entries": entries, "reference": reference, "held": held,
+        "baselines": base, "gap_ok": gap_ok,
+        "status": None if gap_ok else (
+            f"{GAP_TOO_SMALL}: the weak-to-ceiling gap (or its interval) is below "
+            f"{MIN_GAP}; PGR is not reported and nothing is ranked"),
+        "entries": inductive, "transductive": apart, "reference": reference, "held": held,
     }
-
-
-def _round(x: float, eta: float, coarse: bool) -> float:
-    return round(round(x / eta) * eta, 10) if coarse else float(x)
+    if not coarse:
+        out["gap"] = ds.gap[split].as_dict()
+    elif viewer is not None:
+        out["account"] = viewer
+    return out

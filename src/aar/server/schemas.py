@@ -47,6 +47,8 @@ class EvaluationIn(Strict):
     split: str = Field("test", max_length=32, description="only 'test' is scored")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="the run's seed")
     method: str | None = Field(None, max_length=128, description="a label for the method")
+    transductive: bool = Field(False, description="the method read test inputs while "
+                                                  "fitting: ranked apart on the leaderboard")
 
 
 class TokenIn(Strict):
@@ -54,6 +56,11 @@ class TokenIn(Strict):
     role: Literal["agent", "admin"] = "agent"
     budget_per_hour: int | None = Field(None, ge=0, le=10**9)
     budget_total: int | None = Field(None, ge=0, le=10**9)
+    run: str | None = Field(None, min_length=1, max_length=128,
+                            pattern=r"^[A-Za-z0-9_.:\-]+$",
+                            description="the research run this agent belongs to: its "
+                                        "researchers share one rationing account per "
+                                        "dataset (set once)")
 
 
 class ArchiveIn(Strict):

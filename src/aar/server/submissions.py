@@ -1,6 +1,13 @@
-"""One evaluation, end to end: validate, score against the vault, check the budget, run
+"""One evaluation, end to end: validate, score against the vault, check the budgets, run
 the Ladder, look for probing, and write the submission, its flags and its audit entries
-in one transaction (nothing is written when any step refuses)."""
+in one transaction (nothing is written when any step refuses).
+
+Two budgets apply. The agent's own (per sliding hour and in total) paces it. The
+*account* budget rations the labels: every evaluation is charged to the account of
+(the agent's run, or the agent alone when it has none) x (the dataset's universe of
+underlying examples: the dataset itself, its canary and its re-drawn splits). The
+account's researchers share one Ladder and ``run_budget`` evaluations; what the Ladder
+releases is all any of them is told about those labels (``aar.server.ladder``)."""
 
 from __future__ import annotations
 
@@ -21,26 +28,28 @@ from aar.server import ladder, probing
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
+    AccountRow,
     AuditEntry,
     Database,
     DatasetRow,
     Flag,
-    LadderRow,
     Submission,
     utcnow,
 )
 from aar.server.errors import ApiError, bad_request, not_found
-from aar.server.evaluation import PRIVATE, PUBLIC, Catalog, LoadedDataset
+from aar.server.evaluation import PRIVATE, PUBLIC, Catalog, LoadedDataset, score_dict
 from aar.server.forum import iso
 from aar.server.schemas import EvaluationIn
 
-NOTE = ("public scores are rationed by a Ladder: you see the best public score among your "
-        "submissions on this dataset, released (noisy, rounded to eta) only when a "
-        "submission beats it by at least eta; private scores are never shown")
+NOTE = ("public scores are rationed by a Ladder shared by your run: you see the best public "
+        "score among your run's submissions on these examples (this dataset, its canary "
+        "and its re-drawn splits), released (noisy, rounded to eta) only when a submission "
+        "beats it by at least eta; PGR uses the published rounded baselines; private "
+        "scores are never shown")
 
 
 SUB = cast(Table, Submission.__table__)
-LADDER = cast(Table, LadderRow.__table__)
+ACCOUNT = cast(Table, AccountRow.__table__)
 AUDIT = cast(Table, AuditEntry.__table__)
 FLAG = cast(Table, Flag.__table__)
 DATASET = cast(Table, DatasetRow.__table__)
@@ -56,18 +65,19 @@ NTH_IN_HOUR = (select(SUB.c.created).where(SUB.c.agent_id == _agent, SUB.c.creat
 PREVIOUS = (select(SUB.c.id, SUB.c.predictions)
             .where(SUB.c.agent_id == _agent, SUB.c.dataset_key == bindparam("dataset"))
             .order_by(SUB.c.id.desc()).limit(bindparam("window")))
-LADDER_ROW = (select(LADDER.c.level, LADDER.c.auroc, LADDER.c.submission_id,
-                     LADDER.c.releases, LADDER.c.queries)
-              .where(LADDER.c.agent_id == _agent, LADDER.c.dataset_key == bindparam("dataset"))
-              .with_for_update())
-LADDER_UPDATE = update(LADDER).where(LADDER.c.agent_id == bindparam("agent_"),
-                                     LADDER.c.dataset_key == bindparam("dataset_"))
+ACCOUNT_ROW = (select(ACCOUNT.c.level, ACCOUNT.c.auroc, ACCOUNT.c.submission_id,
+                      ACCOUNT.c.releases, ACCOUNT.c.queries, ACCOUNT.c.dataset_key)
+               .where(ACCOUNT.c.account == bindparam("account"),
+                      ACCOUNT.c.universe == bindparam("universe"))
+               .with_for_update())
+ACCOUNT_UPDATE = update(ACCOUNT).where(ACCOUNT.c.account == bindparam("account_"),
+                                       ACCOUNT.c.universe == bindparam("universe_"))
 REPORTED_UPDATE = update(SUB).where(SUB.c.id == bindparam("sid")).values(
     reported=bindparam("rep"))
 SUB_COLUMNS = ("agent_id", "dataset_key", "seed", "method", "created", "predictions",
                "sha256", "public_accuracy", "public_auroc", "public_pgr", "private_accuracy",
-               "private_auroc", "private_pgr", "reported")
-LADDER_COLUMNS = ("level", "auroc", "submission_id", "releases", "queries")
+               "private_auroc", "private_pgr", "reported", "transductive")
+ACCOUNT_COLUMNS = ("level", "auroc", "submission_id", "releases", "queries", "dataset_key")
 
 
 def _insert(table: Any, columns: tuple[str, ...]) -> Any:
@@ -133,9 +143,10 @@ class Evaluator:
         c = db.compile
         self.q_usage = c(USAGE)
         self.q_previous = c(PREVIOUS)
-        self.q_ladder = c(LADDER_ROW)
-        self.q_ladder_insert = c(_insert(LADDER, ("agent_id", "dataset_key", *LADDER_COLUMNS)))
-        self.q_ladder_update = c(LADDER_UPDATE.values({k: bindparam(k) for k in LADDER_COLUMNS}))
+        self.q_account = c(ACCOUNT_ROW)
+        self.q_account_insert = c(_insert(ACCOUNT, ("account", "universe", *ACCOUNT_COLUMNS)))
+        self.q_account_update = c(ACCOUNT_UPDATE.values(
+            {k: bindparam(k) for k in ACCOUNT_COLUMNS}))
         self.q_submission = c(_insert(SUB, SUB_COLUMNS), returning_id=True)
         self.q_reported = c(REPORTED_UPDATE)
         self.q_audit = c(_insert(AUDIT, ("at", "actor_id", "actor", "action", "target",
@@ -166,6 +177,20 @@ class Evaluator:
                    strong=ds.strong, baselines=ds.baselines)
         self._known_datasets.add(ds.key)
 
+    def _reported(self, state: ladder.LadderState, released: bool,
+                  release_key: str | None) -> dict[str, Any]:
+        """What the agent is told: the account's released value, its PGR from the
+        published baselines of the dataset it was released on."""
+        acc = state.accuracy(self.params.eta)
+        value = None
+        if acc is not None and release_key is not None:
+            try:
+                value = _nan_none(round(self.catalog.get(release_key).pgr_of(acc), 6))
+            except ApiError:
+                value = None
+        return {"accuracy": acc, "auroc": state.auroc, "pgr": value, "released": released,
+                "releases": state.releases, "dataset_key": release_key}
+
     def submit(self, who: Principal, body: EvaluationIn) -> dict[str, Any]:
         if body.split != "test":
             raise bad_request(f"only the test split is scored; got split {body.split!r}")
@@ -193,16 +218,23 @@ class Evaluator:
                 "per_hour": budget.per_hour, "total": budget.total,
                 "used_last_hour": int(hour or 0), "used_total": int(total or 0)})
             self._ensure_dataset(conn, ds)
-            row = self.q_ladder.run(conn, agent=who.id, dataset=ds.key).fetchone()
-            before = ladder.LadderState(*row) if row else ladder.LadderState()
+            account = who.account
+            row = self.q_account.run(conn, account=account, universe=ds.universe).fetchone()
+            before = ladder.LadderState(*row[:5]) if row else ladder.LadderState()
+            release_key = row[5] if row else None
+            cap = None if who.is_admin else self.cfg.run_budget
+            if cap is not None and before.queries >= cap:
+                raise ApiError(429, f"the evaluation budget of {account} on these examples "
+                                    f"is spent: {cap} evaluations, shared by the run's "
+                                    "researchers and by this dataset's canary and re-drawn "
+                                    "splits", detail={"account": account,
+                                                      "universe": ds.universe,
+                                                      "queries": before.queries})
             state, released = ladder.step(before, pub.accuracy, pub.auroc, -1, self.params,
                                           z_acc, z_auc)
-            acc = state.accuracy(self.params.eta)
-            reported: dict[str, Any] = {
-                "accuracy": acc, "auroc": state.auroc,
-                "pgr": None if acc is None else _nan_none(round(ds.pgr_of(acc), 6)),
-                "released": released, "releases": state.releases,
-            }
+            if released:
+                release_key = ds.key
+            reported = self._reported(state, released, release_key)
             sid = self.q_submission.insert_id(
                 conn, agent_id=who.id, dataset_key=ds.key, seed=body.seed, method=body.method,
                 created=t_now, predictions=blob, sha256=digest,
@@ -210,7 +242,8 @@ class Evaluator:
                 public_pgr=_nan_none(pub.pgr), private_accuracy=priv.accuracy,
                 private_auroc=_nan_none(priv.auroc), private_pgr=_nan_none(priv.pgr),
                 reported=_json({**reported,
-                                "from_submission": sid_placeholder(released, state)}))
+                                "from_submission": sid_placeholder(released, state)}),
+                transductive=body.transductive)
             if released:
                 state = replace(state, submission=sid)
                 self.q_reported.run(conn, sid=sid,
@@ -218,15 +251,18 @@ class Evaluator:
             reported["from_submission"] = state.submission
             values = {"level": state.level, "auroc": state.auroc,
                       "submission_id": state.submission, "releases": state.releases,
-                      "queries": state.queries}
+                      "queries": state.queries, "dataset_key": release_key}
             if row is None:
-                self.q_ladder_insert.run(conn, agent_id=who.id, dataset_key=ds.key, **values)
+                self.q_account_insert.run(conn, account=account, universe=ds.universe,
+                                          **values)
             else:
-                self.q_ladder_update.run(conn, agent_=who.id, dataset_=ds.key, **values)
+                self.q_account_update.run(conn, account_=account, universe_=ds.universe,
+                                          **values)
             self._audit(conn, who, "evaluation.score", str(sid), t_now, dataset=ds.key,
                         seed=body.seed, method=body.method, sha256=digest,
-                        test_public=pub.as_dict(), test_private=priv.as_dict(),
-                        reported=reported)
+                        transductive=body.transductive, account=account,
+                        universe=ds.universe, test_public=score_dict(pub),
+                        test_private=score_dict(priv), reported=reported)
             for f in flags:
                 self.q_flag.run(conn, agent_id=who.id, submission_id=sid, kind=f.kind,
                                 detail=_json(f.detail), created=t_now)
@@ -236,11 +272,16 @@ class Evaluator:
         use["used_last_hour"] += 1
         out: dict[str, Any] = {
             "id": sid, "dataset": ds.name, "dataset_key": ds.key, "seed": body.seed,
-            "method": body.method, "created": iso(now), "public": reported,
-            "eta": self.params.eta, "budget": use, "note": NOTE,
+            "method": body.method, "transductive": body.transductive, "created": iso(now),
+            "public": reported, "eta": self.params.eta, "budget": use,
+            "account": {"name": who.account, "universe": ds.universe,
+                        "queries_used": state.queries, "queries_total": cap,
+                        "releases": state.releases,
+                        "max_releases": self.params.max_releases},
+            "note": NOTE,
         }
         if who.is_admin:
-            out["scores"] = {PUBLIC: pub.as_dict(), PRIVATE: priv.as_dict()}
+            out["scores"] = {PUBLIC: score_dict(pub), PRIVATE: score_dict(priv)}
             out["flags"] = [{"kind": f.kind, **f.detail} for f in flags]
         return out
 
@@ -266,8 +307,8 @@ def _nan_none(x: float) -> float | None:
 def submission_dict(s: Submission, dataset_name: str, admin: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": s.id, "dataset": dataset_name, "dataset_key": s.dataset_key, "seed": s.seed,
-        "method": s.method, "created": iso(s.created), "sha256": s.sha256,
-        "public": s.reported,
+        "method": s.method, "transductive": bool(s.transductive), "created": iso(s.created),
+        "sha256": s.sha256, "public": s.reported,
     }
     if admin:
         out["agent_id"] = s.agent_id

@@ -51,12 +51,12 @@ class Sessions:
         with self.db.read_conn() as conn:
             row = conn.execute(
                 select(Agent.id, Agent.name, Agent.role, Agent.budget_per_hour,
-                       Agent.budget_total, Token.token_hash)
+                       Agent.budget_total, Agent.run, Token.token_hash)
                 .join(Token, Token.agent_id == Agent.id)
                 .where(Token.id == token_id, Token.revoked.is_(None))).first()
         if row is None:
             return None
-        return Principal(*row[:5]), row[5]
+        return Principal(*row[:6]), row[6]
 
     def issue(self, token: str) -> tuple[str, Session] | None:
         """A cookie value for a valid, unrevoked token (None otherwise)."""
