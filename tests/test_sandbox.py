@@ -474,6 +474,7 @@ def test_without_isolation_auto_refuses_and_says_what_to_install(
 def test_probe_reports_a_missing_bwrap(how: str, monkeypatch: pytest.MonkeyPatch,
                                        tmp_path: Path) -> None:
     if how == "path":
+        monkeypatch.delenv("AAR_BWRAP", raising=False)
         monkeypatch.setenv("PATH", str(tmp_path))
     else:
         monkeypatch.setenv("AAR_BWRAP", "none")
