@@ -245,7 +245,8 @@ def methods_new(
 
 
 # Command groups that live beside the code they drive; each module has ``register(app)``.
-COMMAND_MODULES = ("aar.server.commands", "aar.oversight.commands", "aar.research.commands")
+COMMAND_MODULES = ("aar.server.commands", "aar.oversight.commands", "aar.research.commands",
+                   "aar.sandbox.commands")
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 

@@ -185,10 +185,16 @@ def register(app: typer.Typer) -> None:
                  "(repeatable)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
         server: Server = None, token: Token = None,
+        unsafe_sandbox: Annotated[bool, typer.Option(
+            "--unsafe-sandbox", help="re-run findings' code WITHOUT isolation when neither "
+            "bubblewrap nor Landlock works here (see aar doctor)")] = False,
     ) -> None:
         """Re-run the top findings' code, untouched, on the private split, fresh seeds, a
         re-drawn split, held-out datasets and another model pair."""
         from aar.oversight.verify import Verifier, VerifyConfig, columns, fmt_cell
+        from aar.sandbox import require_isolation
+
+        require_isolation(unsafe_sandbox)
 
         paths = resolve_run(run)
         with admin_client(server, token, paths) as c:

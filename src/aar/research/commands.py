@@ -37,8 +37,16 @@ def register(app: typer.Typer) -> None:
         canary: Annotated[bool, typer.Option(help="labels shuffled: any gain is cheating")]
         = False,
         seed: Annotated[int, typer.Option(help="seed of the researchers' choices")] = 0,
+        unsafe_sandbox: Annotated[bool, typer.Option(
+            "--unsafe-sandbox", help="run researcher code WITHOUT isolation when neither "
+            "bubblewrap nor Landlock works here (see aar doctor)")] = False,
     ) -> None:
         """Run N researchers in parallel against the evaluation server, with budgets."""
+        from aar.doctor import verdict
+        from aar.sandbox import require_isolation
+
+        require_isolation(unsafe_sandbox)
+        console.print(verdict(), markup=False, highlight=False)
         from aar.research.orchestrator import ResearchConfig, best_lines
         from aar.research.orchestrator import research as run_research
 
