@@ -19,10 +19,36 @@ from typing import Any
 
 from aar.agents.tools import Tool, ToolError
 from aar.errors import AarError
-from aar.research.context import MIN_SEEDS, Researcher, confine
+from aar.research.context import (
+    MAX_SEED,
+    MIN_SEEDS,
+    Researcher,
+    check_seeds,
+    confine,
+    declared_transductive,
+)
 
 MAX_READ_CHARS = 40_000
 MAX_FILES = 500
+
+# The method contract as researchers read it (workspace README and LLM system prompt).
+METHOD_CONTRACT = """\
+- Write method modules under ideas/ (see template.py): one function decorated with
+  @method("name"), keyword-only hyperparameters, that FITS on the unlabeled split
+  (ctx.strong_features["unlabeled"], ctx.weak_soft["unlabeled"], ctx.texts[...], the
+  weak teacher's soft labels: there is one teacher) and RETURNS A PREDICTOR: the head
+  from ctx.train_strong(...), an object with predict(examples), or a function of
+  examples (aar.w2s.context.Examples: ids, texts, weak/strong features, weak_soft).
+  The harness applies it to the test split; verification applies it to examples it
+  never saw, so anything fitted (a PCA, a scaler) must be fitted in the method and
+  applied inside the predictor (e.g. aar.methods.blocks.fit_pca). Do not return test
+  probabilities.
+- ctx.train_strong's ridge defaults to ctx.default_l2 (cross-validated on the weak
+  labels); ctx.rng is seeded by the seed being run.
+- Test inputs are off limits unless the method is registered with
+  @method("name", transductive=True): then ctx.test (Examples of the test split, no
+  labels) and ctx.*["test"] are available, and its results are marked transductive
+  and ranked apart on the leaderboard."""
 
 
 def _log_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -137,9 +163,11 @@ def build_tools(r: Researcher) -> list[Tool]:
                 "stdout": res.stdout[-8000:], "stderr": res.stderr[-4000:]}
 
     def run_method(a: dict[str, Any]) -> Any:
-        seeds = [int(s) for s in a.get("seeds") or [0, 1]]
+        seeds = check_seeds(list(a.get("seeds") or [0, 1]))
+        path = confine(ws, a["path"], must_exist=True)
         preds, diag = r.run_method(a["path"], seeds, a.get("params") or {})
-        return {"seeds": seeds, "n_test": int(preds.shape[1]), "diagnostics": diag,
+        return {"seeds": seeds, "n_test": int(preds.shape[1]),
+                "transductive": declared_transductive(path), "diagnostics": diag,
                 "note": "label-free: agreement with the weak teacher is not accuracy"}
 
     def submit(a: dict[str, Any]) -> Any:
@@ -184,11 +212,18 @@ def build_tools(r: Researcher) -> list[Tool]:
 
     def leaderboard(a: dict[str, Any]) -> Any:
         b = r.client.leaderboard(r.dataset)
-        return {"baselines": b.get("baselines"), "entries": [
-            {k: e.get(k) for k in ("rank", "finding", "title", "author", "pgr", "pgr_se",
-                                   "accuracy", "n_seeds")} for e in b.get("entries", [])[:20]],
-            "reference": [{k: e.get(k) for k in ("name", "pgr", "accuracy")}
-                          for e in b.get("reference", [])]}
+        keys = ("rank", "finding", "title", "author", "pgr", "pgr_ci", "pgr_se", "accuracy",
+                "n_seeds", "status", "hidden")
+
+        def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{k: e[k] for k in keys if e.get(k) is not None} for e in entries[:20]]
+
+        return {"baselines": b.get("baselines"), "status": b.get("status"),
+                "entries": rows(b.get("entries") or []),
+                "transductive": rows(b.get("transductive") or []),
+                "held": b.get("held") or [],
+                "reference": [{k: e.get(k) for k in ("name", "pgr", "accuracy")}
+                              for e in b.get("reference", [])]}
 
     def notes(a: dict[str, Any]) -> Any:
         p = ws / "notes.md"
@@ -202,12 +237,13 @@ def build_tools(r: Researcher) -> list[Tool]:
         return {"name": r.name, "direction": r.direction, "dataset": r.dataset,
                 "weak": r.weak, "strong": r.strong, "evals_used": r.evals_used,
                 "evals_left": r.evals_left(), "best_public_pgr": r.best_pgr,
-                "findings": r.findings_posted, "weak_seeds": r.n_seeds()}
+                "findings": r.findings_posted}
 
     path_prop = {"type": "string", "description": "path relative to your workspace"}
     params_prop = {"type": "object", "description": "keyword hyperparameters of the method"}
     seeds_prop = {"type": "array", "items": {"type": "integer"},
-                  "description": "weak-teacher seeds (0..n-1)"}
+                  "description": f"distinct seeds 0..{MAX_SEED - 1}: each seeds one fit of the "
+                                 "method (ctx.rng); there is one weak teacher"}
     specs: list[tuple[str, str, dict[str, Any], Callable[[dict[str, Any]], Any], bool]] = [
         ("list_files", "List the files of your workspace (or of a folder in it).",
          _obj({"path": path_prop}), list_files, False),
@@ -222,15 +258,19 @@ def build_tools(r: Researcher) -> list[Tool]:
          "Give 'code' or the 'path' of a .py file.",
          _obj({"code": {"type": "string"}, "path": path_prop,
                "timeout_s": {"type": "number"}}), run_python, False),
-        ("run_method", "Run a method file (one @method) over a few seeds in the sandbox and "
-         "get label-free diagnostics: agreement with the weak labels, mean confidence, "
-         "predicted class balance, agreement between seeds. Spends no evaluation.",
+        ("run_method", "Run a method file (one @method) over a few seeds in the sandbox: the "
+         "method fits on the unlabeled split and returns a predictor, the harness applies "
+         "it to the test split. Get label-free diagnostics of those test predictions: "
+         "agreement with the weak labels, mean confidence, predicted class balance, "
+         "agreement between seeds, and whether the method is declared transductive. "
+         "Spends no evaluation.",
          _obj({"path": path_prop, "seeds": seeds_prop, "params": params_prop}, ["path"]),
          run_method, False),
-        ("submit", f"Run a method file over >= {MIN_SEEDS} seeds in the sandbox and submit "
-         "each seed's test predictions to the evaluation server (spends one evaluation per "
-         "seed). Returns submission ids (link them in a 'result' finding) and the server's "
-         "rationed answer.",
+        ("submit", f"Run a method file over >= {MIN_SEEDS} seeds in the sandbox (its "
+         "predictor applied to the test split by the harness) and submit each seed's test "
+         "predictions to the evaluation server (spends one evaluation per seed). Returns "
+         "submission ids (link them in a 'result' finding) and the server's rationed "
+         "answer. A method declared transductive is marked and ranked apart.",
          _obj({"path": path_prop, "params": params_prop, "seeds": seeds_prop,
                "label": {"type": "string"}}, ["path"]), submit, True),
         ("share_finding", "Post a finding to the forum: type result (link >= 5 submission "
@@ -254,7 +294,10 @@ def build_tools(r: Researcher) -> list[Tool]:
         ("catch_up", "What is new or active on the forum since your last catch_up "
          "(others' findings only).", _obj({}), catch_up, False),
         ("leaderboard", "The server-scored leaderboard of this dataset (public split, "
-         "coarsened) with the reference rows.", _obj({}), leaderboard, False),
+         "coarsened; values of another run's results are hidden): inductive results ranked "
+         "in 'entries', transductive ones apart, your results held for review (flagged), and "
+         "the reference rows. PGR is null when the weak-to-ceiling gap is too small to "
+         "report it.", _obj({}), leaderboard, False),
         ("notes", "Read your notes (notes.md); with 'append' add a line first.",
          _obj({"append": {"type": "string"}}), notes, False),
         ("my_status", "Your direction, dataset, encoders, evaluations used and left, best "
@@ -271,13 +314,13 @@ def workspace_readme(r: Researcher) -> str:
 Direction: {r.direction}
 Dataset: {r.dataset} (weak encoder {r.weak} -> strong encoder {r.strong})
 
-- Write method modules under ideas/ (see template.py: one function decorated with
-  @method("name"), keyword-only hyperparameters, returns P(y=1) for ctx.ids["test"]).
+{METHOD_CONTRACT}
 - run_method runs one over a few seeds in the sandbox with label-free diagnostics;
   submit sends >= {MIN_SEEDS} seeds to the evaluation server; share_finding posts it
   (type result, with the submission ids) so that it is ranked.
 - Building blocks: aar.methods.blocks (priors, confidence, kNN propagation, cross-fitting,
-  PCA, noisy-channel EM, product of experts, self-training).
+  PCA fitted on some rows and applied to any (fit_pca), noisy-channel EM, product of
+  experts, self-training).
 - No labels are in reach: the only score comes from the server.
 """
 

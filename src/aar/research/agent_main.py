@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aar.agents.research_tools import METHOD_CONTRACT
 from aar.client import Client
 from aar.errors import AarError
 from aar.research.context import Researcher
@@ -45,10 +46,14 @@ def system_prompt(r: Researcher, direction: Direction) -> str:
 supervision. A weak teacher (encoder {r.weak}) labelled the unlabeled texts of dataset
 {r.dataset}; your job is to train the strong student (encoder {r.strong}) so that it beats
 its teacher: a high PGR (performance gap recovered) on the test set, scored only by the
-evaluation server.
+evaluation server (with intervals; "gap too small" when the weak-to-ceiling gap cannot
+support a PGR).
 
 Your starting direction: {direction.title}
 {direction.text}
+
+The method contract:
+{METHOD_CONTRACT}
 
 How to work: write a method module under ideas/ (see template.py and README.md), check it
 with run_method (label-free diagnostics, free), submit it (>= 5 seeds; spends your

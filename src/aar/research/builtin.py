@@ -98,8 +98,8 @@ class BuiltinResearcher:
         board = self.r.client.leaderboard(self.r.dataset)
         new = self.r.client.findings(since=self.r.load_state().get("forum_seen"), limit=50)
         self.r.save_state(forum_seen=new.get("now"))
-        self.others.update(peer_results(board.get("entries", []), self.r.name,
-                                        set(self.r.paths.agents())))
+        entries = [*(board.get("entries") or []), *(board.get("transductive") or [])]
+        self.others.update(peer_results(entries, self.r.name, set(self.r.paths.agents())))
         self.r.event("forum_read", results_seen=len(self.others),
                      new_findings=len(new.get("items", [])))
 
@@ -215,45 +215,60 @@ class BuiltinResearcher:
         f = self.r.share("result", f"{G.describe(g)}"[:200], body, file=rel, params={},
                          seeds=seeds, submission_ids=sub["submission_ids"], builds_on=builds,
                          extra_metrics={"genome": g, "origin": origin[:200]})
-        rec.update(pgr=f.get("public_pgr"), finding=f["id"],
-                   submissions=sub["submission_ids"])
+        rec.update(pgr=f.get("public_pgr"), finding=f["id"], released=sub["released"],
+                   transductive=sub["transductive"], submissions=sub["submission_ids"])
         elapsed = time.monotonic() - t0
         self.cost_s = elapsed if self.cost_s is None else 0.5 * self.cost_s + 0.5 * elapsed
         self._record(rec)
         pgr = rec["pgr"]
-        if pgr is not None and parent_pgr is not None and pgr < parent_pgr - 0.05:
+        run_best = sub.get("ladder_best_pgr")
+        if pgr is None and parent_pgr is not None and run_best is not None:
+            # Not released: the Ladder saw no gain over the run's best by its step.
+            self.r.share("negative", f"No gain over the run's best: {G.describe(g)}"[:200],
+                         f"{origin[:1].upper() + origin[1:]} did not beat the run's best "
+                         f"public score (PGR {run_best:.3f}) by the Ladder's step, so its "
+                         f"value was not released (result #{f['id']}, 5 seeds).",
+                         builds_on=sorted({*builds, int(f["id"])}),
+                         extra_metrics={"genome": g, "parent_pgr": parent_pgr,
+                                        "run_best_pgr": run_best})
+        elif pgr is not None and parent_pgr is not None and pgr < parent_pgr - 0.05:
             self.r.share("negative", f"Hurt ({parent_pgr:.2f} -> {pgr:.2f}): {G.describe(g)}"
                          [:200], f"{origin[:1].upper() + origin[1:]} scored lower than its "
                          f"parent: public PGR {pgr:.3f} vs {parent_pgr:.3f} over 5 seeds "
                          f"(result #{f['id']}).", submission_ids=None,
                          builds_on=sorted({*builds, int(f["id"])}),
                          extra_metrics={"genome": g, "pgr": pgr, "parent_pgr": parent_pgr})
-        scored = [p for p in self.population if p.get("pgr") is not None]
-        if scored and len(scored) % INSIGHT_EVERY == 0:
-            self.insight(scored)
+        submitted = [p for p in self.population if p.get("finding")]
+        if submitted and len(submitted) % INSIGHT_EVERY == 0:
+            self.insight(submitted)
         return rec
 
-    def insight(self, scored: list[dict[str, Any]]) -> None:
-        """Which gene values went with higher public PGR among my scored candidates."""
+    def insight(self, submitted: list[dict[str, Any]]) -> None:
+        """Which gene values went with improvements among my submitted candidates. Public
+        values are rationed: a candidate counts as an improvement when the Ladder
+        released its value (it beat the run's best by the Ladder's step)."""
         by: dict[tuple[str, Any], list[float]] = defaultdict(list)
-        for p in scored:
+        for p in submitted:
             for gene, value in G.normalize(p["genome"]).items():
-                by[(gene, value)].append(p["pgr"])
-        mean_all = sum(p["pgr"] for p in scored) / len(scored)
-        effects = sorted(((sum(v) / len(v) - mean_all, gene, value, len(v))
-                          for (gene, value), v in by.items() if 0 < len(v) < len(scored)),
+                by[(gene, value)].append(float(p.get("pgr") is not None))
+        rate = sum(p.get("pgr") is not None for p in submitted) / len(submitted)
+        effects = sorted(((sum(v) / len(v) - rate, gene, value, len(v))
+                          for (gene, value), v in by.items() if 0 < len(v) < len(submitted)),
                          reverse=True)
-        if not effects:
-            return
-        lines = [f"- {gene}={value!r}: {d:+.3f} vs mean ({n} candidates)"
+        lines = [f"- {gene}={value!r}: {d:+.0%} improvement rate vs mean ({n} candidates)"
                  for d, gene, value, n in effects[:3] + effects[-2:]]
-        best = self._own_ranked()[0]
-        self.r.share("insight", f"{self.r.name}: what moved PGR over {len(scored)} candidates",
-                     f"Mean public PGR {mean_all:.3f}; best {best['pgr']:.3f} "
-                     f"(#{best['finding']}: {G.describe(best['genome'])}).\n" + "\n".join(lines),
-                     builds_on=[int(best["finding"])],
-                     extra_metrics={"candidates": len(scored), "mean_pgr": round(mean_all, 4),
-                                    "best_pgr": best["pgr"]})
+        ranked = self._own_ranked()
+        best = ranked[0] if ranked else None
+        head = (f"{rate:.0%} of them improved on the run's best (released by the Ladder)"
+                + ("" if best is None else f"; my best public PGR {best['pgr']:.3f} "
+                   f"(#{best['finding']}: {G.describe(best['genome'])})") + ".")
+        self.r.share("insight",
+                     f"{self.r.name}: what moved PGR over {len(submitted)} candidates",
+                     head + ("\n" + "\n".join(lines) if lines else ""),
+                     builds_on=[int(best["finding"])] if best else [],
+                     extra_metrics={"candidates": len(submitted),
+                                    "improvement_rate": round(rate, 4),
+                                    "best_pgr": None if best is None else best["pgr"]})
 
     # -- the loop ----------------------------------------------------------------------
     def final_note(self, reason: str) -> str:

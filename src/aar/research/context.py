@@ -167,6 +167,11 @@ def declared_transductive(path: Path, method_name: str | None = None) -> bool:
     return any(flag for n, flag in decls if n is None or n == chosen)
 
 
+def _max_pgr(answers: list[dict[str, Any]]) -> float | None:
+    pgrs = [float(a["pgr"]) for a in answers if a.get("pgr") is not None]
+    return max(pgrs) if pgrs else None
+
+
 @dataclass
 class Researcher:
     """A researcher's handle on the run: paths, identity, data references, server client.
@@ -308,16 +313,19 @@ class Researcher:
             self.evals_used += 1
             subs.append(int(r["id"]))
             answers.append(r.get("public") or {})
-        pgrs = [float(a["pgr"]) for a in answers if a.get("pgr") is not None]
-        best = max(pgrs) if pgrs else None
-        if best is not None and (self.best_pgr is None or best > self.best_pgr):
-            self.best_pgr = float(best)
+        # The Ladder answers with the run's best released score; it releases a new one
+        # only when a submission beats that best by its step.
+        run_best = _max_pgr(answers)
+        mine = _max_pgr([a for a in answers if a.get("released")])
+        if mine is not None and (self.best_pgr is None or mine > self.best_pgr):
+            self.best_pgr = mine
         self.event("evaluation", submission_ids=subs, method=method, file=rel, seeds=seeds,
-                   params=params or {}, public_pgr=best, diagnostics=diag,
-                   transductive=transductive)
+                   params=params or {}, public_pgr=mine, released=mine is not None,
+                   ladder_best_pgr=run_best, diagnostics=diag, transductive=transductive)
         return {"submission_ids": subs, "seeds": seeds, "public": answers[-1] if answers
-                else {}, "ladder_best_pgr": best, "transductive": transductive,
-                "diagnostics": diag}
+                else {}, "released": any(a.get("released") for a in answers),
+                "released_pgr": mine, "ladder_best_pgr": run_best,
+                "transductive": transductive, "diagnostics": diag}
 
     def snapshot(self, rel: str) -> bytes:
         """A tar.gz holding the method file as ``method.py`` (the finding's code)."""
@@ -358,9 +366,11 @@ class Researcher:
         return {**f, "public_pgr": pgr}
 
     def result_pgr(self, finding_id: int) -> float | None:
-        """The leaderboard's public (coarsened) PGR of one of the result findings."""
+        """The leaderboard's public (coarsened) PGR of one of the result findings, ranked
+        with the inductive results or apart with the transductive ones; None when it is
+        hidden or the gap is too small for a PGR."""
         board = self.client.leaderboard(self.dataset)
-        for e in board.get("entries", []):
+        for e in [*(board.get("entries") or []), *(board.get("transductive") or [])]:
             if e.get("finding") == finding_id:
                 return None if e.get("pgr") is None else float(e["pgr"])
         return None

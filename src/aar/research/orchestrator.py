@@ -297,16 +297,34 @@ class Orchestrator:
                 self._push_status(p, st)
 
     def summary(self) -> dict[str, Any]:
-        """Best server-scored result (admin view: exact public and private PGR) against the
-        library's reference rows, evaluations and time used."""
+        """Best server-scored result (admin view: exact public and private PGR with their
+        intervals) against the library's reference rows, evaluations and time used. The
+        best inductive result is ``best``; transductive results are ranked apart
+        (``best_transductive``); a board whose gap is too small ranks nothing."""
         admin = Client(self.server_url, self.secrets["admin_token"])
         ref = self.info.get("dataset_key") or self.info["workspace_key"]  # names can be
         pub = admin.leaderboard(ref, split="public")  # ambiguous (several splits prepared)
         prv = admin.leaderboard(ref, split="private")
         names = set(self.procs)
-        mine = [e for e in pub["entries"] if e.get("author") in names]
-        private = {e["finding"]: e for e in prv["entries"]}
-        best = mine[0] if mine else None
+        inductive = [e for e in pub.get("entries") or [] if e.get("author") in names]
+        apart = [e for e in pub.get("transductive") or [] if e.get("author") in names]
+        mine = inductive + apart
+        private = {e["finding"]: e for e in
+                   [*(prv.get("entries") or []), *(prv.get("transductive") or [])]}
+
+        def top(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+            ranked = [e for e in entries if e.get("pgr") is not None]
+            if not ranked:
+                return None
+            e = max(ranked, key=lambda x: x["pgr"])
+            p = private.get(e["finding"], {})
+            return {"finding": e["finding"], "title": e["title"], "author": e["author"],
+                    "public_pgr": e["pgr"], "public_pgr_se": e.get("pgr_se"),
+                    "public_pgr_ci": e.get("pgr_ci"), "private_pgr": p.get("pgr"),
+                    "private_pgr_ci": p.get("pgr_ci"),
+                    "transductive": bool(e.get("transductive")),
+                    "above_ceiling": e.get("above_ceiling")}
+
         refs = [r for r in pub.get("reference", []) if str(r.get("name", "")).startswith(
             "method ") and r.get("pgr") is not None]
         best_ref = max(refs, key=lambda r: r["pgr"]) if refs else None
@@ -323,10 +341,8 @@ class Orchestrator:
         cross = sum(1 for ev in posted if any(author_of.get(int(b), ev["agent"]) != ev["agent"]
                                               for b in ev.get("builds_on") or []))
         out = {
-            "best": None if best is None else {
-                "finding": best["finding"], "title": best["title"], "author": best["author"],
-                "public_pgr": best["pgr"], "public_pgr_se": best.get("pgr_se"),
-                "private_pgr": private.get(best["finding"], {}).get("pgr")},
+            "best": top(inductive), "best_transductive": top(apart),
+            "gap_status": pub.get("status"),
             "best_reference": None if best_ref is None else {
                 "name": best_ref["name"], "pgr": best_ref["pgr"],
                 "pgr_se": best_ref.get("pgr_se"), "params": best_ref.get("params")},
@@ -400,13 +416,15 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
 def issue_tokens(paths: RunPaths, info: dict[str, Any], secrets: dict[str, Any],
                  server_url: str) -> None:
     """One agent token per researcher (evaluation budget = ``max_evals``), kept in
-    secrets.json; the server URL goes into run.json."""
+    secrets.json; the server URL goes into run.json. The researchers of a run share one
+    rationing account on the server (one budget over the labels, one Ladder), so they see
+    each other's released results."""
     if not secrets["agents"]:
         with Client(server_url, secrets["admin_token"]) as admin:
             budget = info.get("max_evals")
             for a in info["agents"]:
                 tok = admin.create_token(a["name"], budget_per_hour=budget,
-                                         budget_total=budget)
+                                         budget_total=budget, run=paths.run_id)
                 secrets["agents"][a["name"]] = tok["token"]
         _write_secrets(paths, secrets)
     info["server_url"] = server_url
@@ -467,17 +485,32 @@ def _finished(paths: RunPaths, name: str) -> bool:
 
 
 def best_lines(summary: dict[str, Any]) -> list[str]:
-    """The run's best server-scored result and the best library method on record."""
-    b, r = summary.get("best"), summary.get("best_reference")
+    """The run's best server-scored results (inductive, and transductive apart) and the
+    best library method on record."""
     lines = []
-    if b:
-        prv = b["private_pgr"]
-        lines.append(f"Best server-scored result: finding #{b['finding']} by {b['author']}: "
-                     f"public PGR {b['public_pgr']:.3f} (private "
-                     f"{'—' if prv is None else f'{prv:.3f}'}) — {b['title']}")
+    for key, what in (("best", "Best server-scored result"),
+                      ("best_transductive", "Best transductive result (ranked apart)")):
+        b = summary.get(key)
+        if b:
+            lines.append(f"{what}: finding #{b['finding']} by {b['author']}: public PGR "
+                         f"{_pgr_text(b['public_pgr'], b.get('public_pgr_ci'))} (private "
+                         f"{_pgr_text(b.get('private_pgr'), b.get('private_pgr_ci'))})"
+                         f" — {b['title']}")
+    if summary.get("gap_status"):
+        lines.append(str(summary["gap_status"]))
+    r = summary.get("best_reference")
     if r:
         lines.append(f"Best library method on record: {r['name']} PGR {r['pgr']:.3f}")
     return lines
+
+
+def _pgr_text(pgr: float | None, ci: dict[str, Any] | None = None) -> str:
+    """``0.412 [0.301, 0.520]``; ``—`` when there is no PGR (gap too small)."""
+    if pgr is None:
+        return "—"
+    if ci and ci.get("low") is not None and ci.get("high") is not None:
+        return f"{pgr:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+    return f"{pgr:.3f}"
 
 
 def final_note(paths: RunPaths, info: dict[str, Any]) -> str:
