@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 MINUTES ?= 10
 research: $(STAMP)
+	@$(BIN)/aar doctor --brief
 	$(BIN)/aar setup
 	$(BIN)/aar research --dataset sentiment --backend builtin --agents 3 --minutes $(MINUTES)
 
