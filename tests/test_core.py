@@ -19,7 +19,7 @@ def test_pgr_definition_and_guard() -> None:
     assert np.isnan(pgr(0.8, 0.8, 0.8))
     assert np.isnan(pgr(0.8, 0.85, 0.8))
     assert "does not beat" in (gap_warning(0.85, 0.8) or "")
-    assert "noisy" in (gap_warning(0.80, 0.84) or "")
+    assert "gap too small" in (gap_warning(0.80, 0.84) or "")
     assert gap_warning(0.7, 0.85) is None
 
 

@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aar.data.splits import PUBLIC
 from aar.errors import AarError
 from aar.util import make_console
 
@@ -70,10 +71,12 @@ def setup(
     from aar.data.store import Vault
     from aar.w2s import baselines
     from aar.w2s.features import split_features
+    from aar.w2s.scoring import Scorer
 
     names = ["sentiment", "math", "code", "tweets"] if all_datasets else (
         dataset or [DEFAULT_DATASET])
-    table = Table(title="Prepared datasets (fixed baselines: mean over 16 seeds, public test)")
+    table = Table(title="Prepared datasets (fixed baselines, cross-validated, on the public "
+                        "test half with 95% bootstrap intervals)")
     for col in ("dataset", "labeled", "unlabeled", "test", "positive rate", "weak", "ceiling",
                 "gap", "setup s"):
         table.add_column(col, justify="right" if col != "dataset" else "left")
@@ -94,41 +97,60 @@ def setup(
                 bar.update(task, completed=n_texts)  # cached features make no progress calls
             steps[f"encode {enc}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        wk = baselines.weak_teacher(prep, w)
-        cl = baselines.ceiling(prep, s)
+        scorer = Scorer.of(prep, w, s)
+        baselines.student_l2(prep, w, s)
+        b = scorer.bootstrap(scorer.weak_probs, PUBLIC)
         steps["baselines"] = time.perf_counter() - t0
         timings[name] = steps
         bal = Vault(prep.key).meta["balance"]
         n_pos = sum(b["positive"] for b in bal.values())
         n_all = sum(b["n"] for b in bal.values())
         sizes = prep.workspace.manifest["sizes"]
+        gap = str(b.gap) if b.gap_ok else f"{b.gap} gap too small"
         table.add_row(name, str(sizes["labeled"]), str(sizes["unlabeled"]), str(sizes["test"]),
-                      f"{n_pos / n_all:.2f}", f"{wk.fixed():.3f}", f"{cl.fixed():.3f}",
-                      f"{cl.fixed() - wk.fixed():+.3f}", f"{sum(steps.values()):.1f}")
+                      f"{n_pos / n_all:.2f}", str(b.weak), str(b.ceiling), gap,
+                      f"{sum(steps.values()):.1f}")
     console.print(table)
     for name, steps in timings.items():
         console.print(f"{name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
 
 
+def interval(cell: dict[str, Any]) -> str:
+    """``mean [low, high]`` of a summary cell, or n/a."""
+    mean = cell.get("mean")
+    if mean is None or mean != mean:
+        return "n/a"
+    return f"{mean:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]"
+
+
+def pgr_text(summary: dict[str, Any]) -> str:
+    return interval(summary["pgr"]) if summary.get("gap_ok") else "gap too small"
+
+
 def _print_run(rec: dict[str, Any]) -> None:
-    s = rec["summary"]["test_public"]
+    s = rec["summary"][PUBLIC]
     cfg = rec["config"]
+    kind = ", transductive" if rec.get("transductive") else ""
     t = Table(title=f"{cfg['method']} on {cfg['dataset']} ({cfg['weak']} → {cfg['strong']}, "
-                    f"{len(cfg['seeds'])} seeds, public test split)")
-    for col in ("weak", "transfer", "ceiling", "PGR", "AUROC", "seconds"):
+                    f"{len(cfg['seeds'])} seeds{kind}; public test half, 95% intervals over "
+                    "seeds and test examples)")
+    for col in ("weak", "transfer", "ceiling", "gap", "PGR", "AUROC", "seconds"):
         t.add_column(col, justify="right")
-    t.add_row(f"{s['weak']:.3f}", f"{s['accuracy']['mean']:.3f} ± {s['accuracy']['ci95']:.3f}",
-              f"{s['ceiling']:.3f}", f"{s['pgr']['mean']:.3f} ± {s['pgr']['ci95']:.3f}",
-              f"{s['auroc']['mean']:.3f}", f"{rec['seconds']:.1f}")
+    t.add_row(interval(s["weak_ci"]), interval(s["accuracy"]), interval(s["ceiling_ci"]),
+              interval(s["gap"]), pgr_text(s), f"{s['auroc']['mean']:.3f}",
+              f"{rec['seconds']:.1f}")
     console.print(t)
     if rec.get("warning"):
         err.print(f"[yellow]warning:[/] {rec['warning']}")
+    if s.get("above_ceiling"):
+        err.print("[yellow]warning:[/] transfer accuracy is above the ceiling's interval: "
+                  "check the method for a leak before believing it")
     console.print(f"record: {rec['path']}")
 
 
 def _brief(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: rec[k] for k in ("run_id", "config", "dataset_key", "code_hash", "summary",
-                                "warning", "seconds", "path")}
+    return {k: rec[k] for k in ("run_id", "config", "transductive", "dataset_key", "code_hash",
+                                "summary", "warning", "seconds", "path")}
 
 
 @app.command("run")
@@ -142,7 +164,7 @@ def run_cmd(
         "--param", "-p", help="method hyperparameter NAME=VALUE (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
-    """Run a method over seeds and print weak, transfer, ceiling and PGR ± 95% CI."""
+    """Run a method over seeds and print weak, transfer, ceiling and PGR with 95% intervals."""
     from aar.w2s.runner import RunConfig, run
 
     if seeds < 1:
@@ -195,13 +217,14 @@ def baselines_cmd(
     if as_json:
         print(json.dumps(rows, indent=1))
         return
-    t = Table(title=f"W2S methods on {dataset} ({w} → {s}, {seeds} seeds, public test split; "
-                    f"weak {rows[0]['weak']:.3f}, ceiling {rows[0]['ceiling']:.3f})")
-    for col in ("method", "PGR ± CI", "transfer acc", "AUROC", "agrees w/ weak", "seconds"):
+    t = Table(title=f"W2S methods on {dataset} ({w} → {s}, {seeds} seeds, public test half; "
+                    f"weak {rows[0]['weak']:.3f}, ceiling {rows[0]['ceiling']:.3f}; 95% "
+                    "intervals over seeds and test examples)")
+    for col in ("method", "PGR [95% CI]", "transfer acc", "AUROC", "agrees w/ weak", "seconds"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for r in rows:
-        t.add_row(r["method"], f"{r['pgr']['mean']:.3f} ± {r['pgr']['ci95']:.3f}",
-                  f"{r['accuracy']['mean']:.3f}", f"{r['auroc']['mean']:.3f}",
+        name = r["method"] + (" (transductive)" if r.get("transductive") else "")
+        t.add_row(name, pgr_text(r), interval(r["accuracy"]), f"{r['auroc']['mean']:.3f}",
                   f"{r['weak_agreement']:.3f}", f"{r['seconds']:.1f}")
     console.print(t)
 

@@ -34,7 +34,8 @@ def ue_w2s(ctx: MethodContext, *, restarts: int = 4, iters: int = 8, dims: int =
     chance"); the best-scoring labelling trains the final head.
     restarts: PC starts besides the weak labels; iters: relabelling steps per start; dims:
     PCA dimensions of the search; bins: channel bins; channel: weight of the weak-label
-    term; hard: train on the labels (else the posterior); l2.
+    term; hard: train on the labels (else the posterior); search_l2: ridge of the
+    search's leave-one-out fits (PCA units); l2: ridge of the final head.
     """
     x = ctx.strong_features["unlabeled"]
     weak = ctx.weak_soft["unlabeled"]

@@ -82,6 +82,9 @@ def run_method_sandboxed(
     n_test = len(workspace.ids("test"))
     for encoder in (weak, strong):
         split_features(workspace, encoder)
+    if not workspace.student_path(weak, strong).exists():
+        raise AarError(f"no default student settings for {weak} -> {strong} in "
+                       f"{workspace.root}; compute the baselines first (aar setup)")
     features = get_settings().features_dir
     mode = resolve_mode()
     work = Path(workdir).resolve()
@@ -178,28 +181,21 @@ def _load_spec(path: Path, name: str | None) -> Any:
 
 
 def _predict(request: dict[str, Any]) -> dict[str, Any]:
-    from aar.w2s.context import build_context
-    from aar.w2s.scoring import check_predictions
+    from aar.w2s.context import examples_of, fit_predict
 
     spec = _load_spec(Path(request["method_file"]), request.get("method_name"))
     params = spec.resolve_params(request.get("params") or {})
     ws = Workspace(request["key"], root_dir=Path(request["export"]))
+    examples = examples_of(ws, request["weak"], request["strong"])
     rows, per_seed = [], []
     for seed in request["seeds"]:
         t0 = time.perf_counter()
-        ctx = build_context(ws, request["weak"], request["strong"], seed, params)
-        out = spec.fn(ctx, **params)
-        if isinstance(out, dict):
-            missing = [i for i in ctx.ids["test"] if i not in out]
-            if missing:
-                raise AarError(f"method {spec.name!r} gave no prediction for test id "
-                               f"{missing[0]!r}")
-            out = [out[i] for i in ctx.ids["test"]]
-        rows.append(check_predictions(out, len(ctx.ids["test"])))
+        rows.append(fit_predict(spec, ws, request["weak"], request["strong"], seed, params,
+                                examples))
         per_seed.append({"seed": seed, "seconds": time.perf_counter() - t0})
     np.save(Path(request["out"]) / "predictions.npy", np.stack(rows))
     return {"method": spec.name, "code_hash": spec.code_hash(), "params": params,
-            "seeds": per_seed, "error": None}
+            "transductive": spec.transductive, "seeds": per_seed, "error": None}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ from aar.w2s.runner import RunConfig, run
 
 
 def weak_agreement(record: dict[str, Any], weak_test: np.ndarray) -> float:
-    """Mean agreement of a method's hard test predictions with its seed's weak labels."""
-    agree = [np.mean((np.asarray(s["predictions"]) >= 0.5) == (weak_test[s["seed"]] >= 0.5))
+    """Mean agreement of a method's hard test predictions with the weak teacher's."""
+    agree = [np.mean((np.asarray(s["predictions"]) >= 0.5) == (weak_test >= 0.5))
              for s in record["seeds"]]
     return float(np.mean(agree))
 
@@ -31,7 +31,8 @@ def _row(ref: str, dataset: str, weak: str, strong: str,
     weak_test = load_weak_soft(prepare(dataset).workspace, weak)["test"]
     s = rec["summary"][PUBLIC]
     return {
-        "method": rec["config"]["method"], "pgr": s["pgr"], "accuracy": s["accuracy"],
+        "method": rec["config"]["method"], "transductive": rec["transductive"],
+        "pgr": s["pgr"], "gap_ok": s["gap_ok"], "accuracy": s["accuracy"],
         "auroc": s["auroc"], "weak": s["weak"], "ceiling": s["ceiling"],
         "weak_agreement": weak_agreement(rec, weak_test),
         "seconds": rec["seconds"], "record": rec["path"],
@@ -50,8 +51,9 @@ def sweep(
     on_done: Callable[[str, dict[str, Any]], None] | None = None, workers: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run each method, ``workers`` at a time in separate processes (default: one per CPU);
-    returns rows sorted by mean public PGR (best first). Each method's numbers are the
-    same whatever the number of workers."""
+    returns rows sorted by mean public PGR (best first; transductive methods after the
+    others, ranked apart; by accuracy where the gap is too small for PGR). Each method's
+    numbers are the same whatever the number of workers."""
     names = list(methods or METHODS.names())
     n = max(1, min(len(names), workers or os.cpu_count() or 1))
     rows = []
@@ -65,9 +67,9 @@ def sweep(
         from aar.w2s import baselines
 
         prep = prepare(dataset)  # set up once here, not raced by the workers
-        n_weak = max(baselines.N_SEEDS, max(seeds, default=0) + 1)
-        baselines.weak_teacher(prep, weak, n_weak)
-        baselines.ceiling(prep, strong, n_weak)
+        baselines.weak_teacher(prep, weak)
+        baselines.ceiling(prep, strong)
+        baselines.student_l2(prep, weak, strong)
         ctx = multiprocessing.get_context("spawn")  # no forked torch or BLAS thread state
         with ProcessPoolExecutor(n, mp_context=ctx) as pool:
             futures = {pool.submit(_row, _ref(m), dataset, weak, strong, seeds): m
@@ -76,5 +78,6 @@ def sweep(
                 rows.append(fut.result())
                 if on_done:
                     on_done(futures[fut], rows[-1])
-    return sorted(rows, key=lambda r: (-np.nan_to_num(r["pgr"]["mean"], nan=-np.inf),
-                                       r["method"]))
+    return sorted(rows, key=lambda r: (r["transductive"],
+                                       -np.nan_to_num(r["pgr"]["mean"], nan=-np.inf),
+                                       -r["accuracy"]["mean"], r["method"]))
