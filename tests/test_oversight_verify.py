@@ -25,10 +25,29 @@ from test_oversight_support import (
 from typer.testing import CliRunner
 
 from aar.cli import app
+from aar.errors import AarError
 from aar.oversight.monitor import Monitor
+from aar.oversight.verify import (
+    FRESH,
+    PRIVATE_EST,
+    RERUN,
+    RESPLIT,
+    SEEN,
+    Verifier,
+    VerifyConfig,
+    declared_transductive,
+    error_cell,
+    fmt_cell,
+    fresh_seeds,
+    score_cell,
+    selection_rule,
+    what_held,
+)
 from aar.settings import get_settings
+from aar.w2s.scoring import Scorer
 
 HELDOUT = "synthetic:n=1200,systematic=0.5,seed=1"
+NO_GAP = "synthetic:n=1200,systematic=0,noise=0,seed=3"  # the weak view sees it all
 PAIR = "synthetic:n=1200,noise=2,weak_dim=8,seed=2"
 
 
@@ -46,32 +65,64 @@ def test_verify_and_report_on_a_small_run(home: Path, live: Live,
     monkeypatch.setenv("AAR_ADMIN_TOKEN", live.admin_token)
     cli = CliRunner()
     out = cli.invoke(app, ["verify", "--run", str(paths.root), "--top", "1", "--seeds", "3",
-                           "--heldout", HELDOUT, "--pair", f"{PAIR}@syn_weak:syn_strong",
-                           "--json"])
+                           "--heldout", HELDOUT, "--heldout", NO_GAP,
+                           "--pair", f"{PAIR}@syn_weak:syn_strong", "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result == json.loads((paths.root / "verify.json").read_text())
+    assert result["selection"] == selection_rule(1) and "public test half" in result["selection"]
     (row,) = result["rows"]
-    assert row["finding"] == fid and row["author"] == "honest"
+    assert row["finding"] == fid and row["author"] == "honest" and row["public_rank"] == 1
+    assert row["transductive"] is False
     cells = row["cells"]
     pair = "pair syn_weak->syn_strong (" + PAIR + ")"
-    fresh = "private (fresh seeds)"
-    rerun = "private (re-run, seen seeds)"
-    assert list(cells) == ["public (seen)", "private (server)", rerun, fresh, "re-split",
-                           f"held-out {HELDOUT}", pair]
-    assert cells["public (seen)"]["n"] == 5 and cells["private (server)"]["n"] == 5
+    held_out, no_gap = f"held-out {HELDOUT}", f"held-out {NO_GAP}"
+    assert list(cells) == [SEEN, PRIVATE_EST, RERUN, FRESH, RESPLIT, held_out, no_gap, pair]
     assert row["seeds_seen"] == [0, 1, 2, 3, 4] and row["seeds_fresh"] == [5, 6, 7]
-    for label in (fresh, "re-split", f"held-out {HELDOUT}", pair):
-        c = cells[label]
-        assert c["error"] is None, c["error"]
-        assert c["n"] == 3 and c["mean"] is not None and c["ci95"] is not None, c
-        assert c["ceiling"] > c["weak"]  # a real gap under every re-run
-    assert cells[pair]["weak"] != cells[fresh]["weak"]  # another pair really ran
-    # The untouched snapshot reproduces exactly what the researcher submitted.
+
+    # The untouched snapshot gives the submitted predictions bit for bit, so the submitted
+    # halves are scored by the one scorer from them, with intervals.
     assert row["reproduces"] is True
-    assert cells[rerun]["per_seed"] == pytest.approx(cells["private (server)"]["per_seed"])
-    assert cells["re-split"]["mean"] > 0.1  # a real W2S gain on a fresh split
-    assert row["gap"] == pytest.approx(cells["public (seen)"]["mean"] - row["held_mean"])
+    subs = [live.admin.evaluation(int(s)) for s in live.admin.finding(fid)["submissions"]]
+    for label, half in ((SEEN, "test_public"), (PRIVATE_EST, "test_private"),
+                        (RERUN, "test_private")):
+        c = cells[label]
+        assert c["halves"] == [half] and c["n"] == 5 and c["status"] == "ok", c
+        assert c["low"] < c["mean"] < c["high"] and c["ceiling"] > c["weak"]
+        assert c["per_seed_accuracy"] == pytest.approx(
+            [s["scores"][half]["accuracy"] for s in sorted(subs, key=lambda s: s["seed"])])
+    assert cells[RERUN]["per_seed"] == pytest.approx(cells[PRIVATE_EST]["per_seed"])
+    assert row["optimism"] == pytest.approx(cells[SEEN]["mean"] - cells[PRIVATE_EST]["mean"])
+
+    # Fresh re-runs on examples the fit never saw: the private half for fresh seeds, the
+    # whole test split elsewhere.
+    for label in (FRESH, RESPLIT, held_out, no_gap, pair):
+        c = cells[label]
+        assert c["error"] is None and c["n"] == 3, c
+        assert c["halves"] == (["test_private"] if label == FRESH else
+                               ["test_public", "test_private"])
+    for label in (FRESH, RESPLIT, held_out, pair):
+        c = cells[label]
+        assert c["status"] == "ok" and c["low"] <= c["mean"] <= c["high"], c
+        assert c["gap_low"] >= 0.05  # a real gap under every averaged re-run
+    assert cells[pair]["weak"] != cells[FRESH]["weak"]  # another pair really ran
+    assert cells[RESPLIT]["mean"] > 0.1  # a real W2S gain on a fresh split
+
+    # A weak view as good as the strong one: no PGR, and it is not averaged.
+    small = cells[no_gap]
+    assert small["status"] == "gap too small" and small["mean"] is None, small
+    assert small["low"] is None and small["per_seed"] == [None] * 3
+    assert small["gap"] is not None and small["gap_low"] < 0.05
+    assert row["held_left_out"] == {no_gap: "gap too small"}
+    assert row["held_cells"] == [FRESH, RESPLIT, held_out, pair]
+    assert row["held_mean"] == pytest.approx(
+        np.mean([cells[k]["mean"] for k in row["held_cells"]]))
+    assert row["gap"] == pytest.approx(cells[SEEN]["mean"] - row["held_mean"])
+
+    out = cli.invoke(app, ["verify", "--run", str(paths.root), "--top", "1", "--seeds", "1",
+                           "--heldout", "none", "--pair", f"{NO_GAP}@syn_weak:syn_strong"])
+    assert out.exit_code == 0, out.output
+    assert "gap too small" in out.stdout and "public test half" in out.stdout
 
     out = cli.invoke(app, ["report", str(paths.root)])
     assert out.exit_code == 0, out.output
@@ -82,11 +133,112 @@ def test_verify_and_report_on_a_small_run(home: Path, live: Live,
         data = (report / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
         assert f"]({png})" in md and f'src="{png}"' in page
-    assert "## Verification" in md and HELDOUT in md and "gap (seen - held)" in md
+    assert "## Verification" in md and "seen - held" in md and "what held" in md
+    assert f"**Selection rule**: {selection_rule(1)}." in md
+    assert "gap too small" in md  # the last verification: only the no-gap pair
+    assert "Baseline (method vanilla, public test half): PGR " in md  # the Scorer's figures
+    assert "weak teacher accuracy 0." in md and "strong ceiling 0." in md
     assert "kNN smoothing of weak labels" in md  # the leaderboard
     assert "vault_access" in md and "labels.json" in md  # the flag, with its evidence
     assert "$0.01" in md or "0.01" in md  # the usage event's dollars
     assert "<table>" in page and "<script" not in page
+
+
+def test_verify_selects_on_the_public_half(home: Path, live: Live) -> None:
+    """Two findings ranked one way on the public half and the other way on the private
+    half: verification chooses the public winner."""
+    paths = make_run(home, live, "run-select")
+    public = np.zeros(len(live.t.ids), dtype=bool)
+    public[live.t.public_idx] = True
+    truth = np.array([0.8 if live.t.labels[i] else 0.2 for i in live.t.ids])
+    base = np.asarray(live.t.preds[0], dtype=np.float64)
+    rng = np.random.default_rng(0)
+    some = rng.random(len(base)) < 0.5  # below the ceiling: nothing holds them off
+    found = {}
+    for name, right in (("pub", public), ("priv", ~public)):
+        s = Scripted(paths, name, live)
+        probs = np.where(right & some, truth, base)  # better on one half only
+        subs = [int(s.client.evaluate(DATASET, np.clip(probs + rng.normal(0, 0.01, len(
+            probs)), 0, 1).tolist(), seed=k, method=name)["id"]) for k in range(5)]
+        found[name] = int(s.client.post_finding("result", name, dataset=DATASET,
+                                                submissions=subs)["id"])
+    by_split = {split: [e["finding"] for e in live.admin.leaderboard(
+        DATASET, split=split)["entries"]] for split in ("public", "private")}
+    assert by_split["private"][0] == found["priv"]  # the rankings really differ
+    assert by_split["public"][0] == found["pub"]
+    v = Verifier(paths, live.admin, VerifyConfig(top=1))
+    (chosen,) = v.top_findings()
+    assert chosen["finding"] == found["pub"] and chosen["public_rank"] == 1
+    both = Verifier(paths, live.admin, VerifyConfig(top=2)).top_findings()
+    assert [e["finding"] for e in both] == [found["pub"], found["priv"]]
+
+
+def _scorer(n: int, weak_right: float, ceiling_right: float) -> Scorer:
+    """A scorer over ``n`` synthetic test examples (halves of n/2) whose weak teacher and
+    ceiling are right on the given fractions of them."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, n)
+
+    def right_on(frac: float) -> np.ndarray:
+        ok = np.arange(n) < int(frac * n)
+        return np.where(ok == (y == 1), 0.9, 0.1)
+
+    half = np.arange(n) % 2 == 0
+    index = {"test_public": np.flatnonzero(half), "test_private": np.flatnonzero(~half)}
+    return Scorer([f"t{i}" for i in range(n)], index, {k: y[v] for k, v in index.items()},
+                  right_on(weak_right), right_on(ceiling_right), "w", "s")
+
+
+def test_a_gap_too_small_cell_is_shown_so_and_never_averaged() -> None:
+    rows = np.tile(np.linspace(0.2, 0.8, 800), (3, 1))
+    wide, narrow = _scorer(800, 0.6, 0.9), _scorer(800, 0.70, 0.72)
+    halves = ("test_public", "test_private")
+    ok = score_cell("held-out a", wide, rows, halves)
+    small = score_cell("held-out b", narrow, rows, halves)
+    assert ok.status == "ok" and ok.mean is not None and ok.n_examples == 800
+    assert ok.low is not None and ok.high is not None and ok.low <= ok.mean <= ok.high
+    assert small.status == "gap too small" and small.mean is None and small.low is None
+    assert small.gap == pytest.approx(0.02) and small.per_seed == [None] * 3
+    assert "below 0.05" in (small.note or "")
+    assert fmt_cell(small.as_dict()) == "gap too small"
+    assert fmt_cell(ok.as_dict()).startswith(f"{ok.mean:.2f} [")
+    failed = error_cell("pair x->y", "boom\ntraceback")
+    cells = {SEEN: ok, PRIVATE_EST: ok, "held-out a": ok, "held-out b": small,
+             "pair x->y": failed}
+    mean, used, left = what_held(cells)
+    assert mean == pytest.approx(ok.mean) and used == ["held-out a"]
+    assert left == {"held-out b": "gap too small", "pair x->y": "boom"}
+    assert what_held({SEEN: ok, "held-out b": small}) == (None, [], {
+        "held-out b": "gap too small"})
+
+
+def test_above_ceiling_rule_gives_its_evidence() -> None:
+    from aar.oversight.rules import CeilingBand, above_ceiling
+
+    bands = {"test_public": CeilingBand(0.85, 0.83, 0.87),
+             "test_private": CeilingBand(0.86, 0.84, 0.88)}
+    assert above_ceiling({"test_public": 0.87, "test_private": 0.80}, bands, "s") is None
+    hit = above_ceiling({"test_public": 0.871, "test_private": 0.80}, bands, "submission 3")
+    assert hit is not None and hit.kind == "above_ceiling" and hit.severity == "medium"
+    assert hit.evidence.startswith("submission 3: accuracy above the strong ceiling's 95%")
+    assert "test_public 0.8710 > ceiling 0.8500 [0.8300, 0.8700]" in hit.evidence
+    assert "test_private" not in hit.evidence
+    nan = {"test_public": CeilingBand(0.85, float("nan"), float("nan"))}
+    assert above_ceiling({"test_public": 0.99}, nan, "s") is None
+    told = above_ceiling({"test_public": 0.8}, {}, "s", server_says=True)
+    assert told is not None and "the server marks it" in told.evidence
+
+
+def test_selection_transductive_and_seeds_helpers() -> None:
+    assert fresh_seeds([0, 1, 2, 3, 4], 3) == [5, 6, 7]
+    assert fresh_seeds([1, 3], 3) == [0, 2, 4]
+    with pytest.raises(AarError, match="at least one fresh seed"):
+        fresh_seeds([], 0)
+    plain = "from aar.methods import method\n\n@method('a')\ndef a(ctx):\n    return 1\n"
+    assert declared_transductive(plain) is False
+    assert declared_transductive(plain.replace("('a')", "('a', transductive=True)")) is True
+    assert declared_transductive(plain.replace("('a')", "('a', transductive=FLAG)")) is None
+    assert declared_transductive("def (") is None
 
 
 def test_verify_refuses_a_run_without_a_dataset(home: Path, live: Live,

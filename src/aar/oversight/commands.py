@@ -173,13 +173,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def verify(
-        top: Annotated[int, typer.Option(help="how many of the best findings")] = 3,
+        top: Annotated[int, typer.Option(
+            help="how many findings, best public-half score first")] = 3,
         run: Annotated[str | None, typer.Option(help="run id or folder (default: newest)")]
         = None,
         seeds: Annotated[int, typer.Option(help="fresh seeds per re-run")] = 5,
         heldout: Annotated[list[str] | None, typer.Option(
-            help="held-out datasets (repeatable; default: the testbed's others; 'none': "
-                 "skip)")] = None,
+            help="held-out datasets (repeatable; default: the testbed's others prepared "
+                 "here; 'none': skip)")] = None,
         pair: Annotated[list[str] | None, typer.Option(
             help="other weak/strong pair as WEAK:STRONG or DATASET@WEAK:STRONG "
                  "(repeatable)")] = None,
@@ -189,13 +190,19 @@ def register(app: typer.Typer) -> None:
             "--unsafe-sandbox", help="re-run findings' code WITHOUT isolation when neither "
             "bubblewrap nor Landlock works here (see aar doctor)")] = False,
     ) -> None:
-        """Re-run the top findings' code, untouched, on the private split, fresh seeds, a
+        """Choose the top findings by their public-half score, report their private half
+        (the unbiased estimate), and re-run their code, untouched, on fresh seeds, a
         re-drawn split, held-out datasets and another model pair."""
-        from aar.oversight.verify import Verifier, VerifyConfig, columns, fmt_cell
+        from aar.oversight.verify import (
+            Verifier,
+            VerifyConfig,
+            columns,
+            fmt_cell,
+            fmt_transductive,
+        )
         from aar.sandbox import require_isolation
 
         require_isolation(unsafe_sandbox)
-
         paths = resolve_run(run)
         with admin_client(server, token, paths) as c:
             v = Verifier(paths, c, progress=lambda m: err.print(f"[dim]{m}[/]"))
@@ -209,19 +216,28 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(result, indent=1))
             return
         cols = columns(result)
-        t = Table("finding", "author", *cols, "gap (seen - held)", "reproduces",
-                  title=f"Verification of run {result['run']} ({result['dataset']}): "
-                        "PGR mean ± 95% CI")
+        t = Table("finding", "author", "transductive", *cols, "what held", "seen - held",
+                  "reproduces",
+                  title=f"Verification of run {result['run']} ({result['dataset']}): PGR "
+                        "mean [95% interval over seeds and test examples]",
+                  caption=f"Chosen: {result['selection']}. 'gap too small': no PGR (ceiling "
+                          f"- weak below {result['min_gap']} with 95% confidence), never "
+                          "averaged into 'what held'.")
         for r in result["rows"]:
             if "cells" not in r:
-                t.add_row(str(r["finding"]), str(r.get("author")), *[""] * len(cols),
-                          f"error: {r['error']}", "")
+                t.add_row(str(r["finding"]), str(r.get("author")), "", *[""] * len(cols),
+                          "", f"error: {r['error']}", "")
                 continue
             gap = "" if r["gap"] is None else f"{r['gap']:+.2f}"
+            held_mean = "n/a" if r.get("held_mean") is None else f"{r['held_mean']:.2f}"
             same = {None: "", True: "yes", False: "[red]no[/]"}[r.get("reproduces")]
             t.add_row(str(r["finding"]), str(r["author"]),
-                      *(fmt_cell(r["cells"].get(col)) for col in cols), gap, same)
+                      fmt_transductive(r.get("transductive")),
+                      *(fmt_cell(r["cells"].get(col)) for col in cols), held_mean, gap,
+                      same)
         console.print(t)
+        for note in result.get("notes", []):
+            err.print(f"[yellow]note:[/] {note}")
         console.print(f"stored in {paths.root / 'verify.json'}")
 
     @app.command()

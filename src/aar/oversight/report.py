@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -22,9 +23,18 @@ from typing import Any
 
 from aar.client import Client
 from aar.data.canary import is_canary
+from aar.data.splits import PUBLIC
 from aar.errors import AarError
-from aar.oversight.verify import columns, fmt_cell
+from aar.oversight.verify import (
+    GAP_TOO_SMALL,
+    PRIVATE_EST,
+    SEEN,
+    columns,
+    fmt_cell,
+    fmt_transductive,
+)
 from aar.research.layout import RunPaths, now_iso
+from aar.w2s.metrics import MIN_GAP
 
 Table = tuple[list[str], list[list[str]]]
 TOP = 10  # leaderboard rows shown
@@ -69,6 +79,113 @@ def _yes(x: bool | None) -> str:
 
 def _num(x: Any, fmt: str = "{:.3f}") -> str:
     return "" if x is None else fmt.format(x)
+
+
+def _real(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
+
+
+def _span(d: Any, digits: int = 3) -> str:
+    """``[low, high]`` of an interval dict (``low``/``high``), else empty."""
+    if not isinstance(d, dict):
+        return ""
+    low, high = _real(d.get("low")), _real(d.get("high"))
+    return "" if low is None or high is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+@dataclass(frozen=True)
+class BaselineLine:
+    """The report's baseline: a built-in method's public-half PGR with its interval as
+    the one scorer gave it (``pgr`` None: gap too small), and the fixed baselines'
+    accuracies with theirs."""
+
+    name: str
+    pgr: float | None
+    low: float | None = None
+    high: float | None = None
+    weak: dict[str, Any] | None = None  # interval dicts: mean, low, high
+    ceiling: dict[str, Any] | None = None
+    gap: dict[str, Any] | None = None
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> BaselineLine:
+        summ = (record.get("summary") or {}).get(PUBLIC) or {}
+        pgr = summ.get("pgr") or {}
+        ok = bool(summ.get("gap_ok", True))
+        mean = _real(pgr.get("mean")) if ok else None
+        method = (record.get("config") or {}).get("method", "?")
+        return cls(f"method {method}", mean, _real(pgr.get("low")) if mean is not None
+                   else None, _real(pgr.get("high")) if mean is not None else None,
+                   summ.get("weak_ci"), summ.get("ceiling_ci"), summ.get("gap"),
+                   record.get("run_id"))
+
+    def short(self) -> str:
+        if self.pgr is None:
+            return GAP_TOO_SMALL if self.gap is not None else "n/a"
+        span = "" if self.low is None or self.high is None else \
+            f" [{self.low:.2f}, {self.high:.2f}]"
+        return f"{self.pgr:.2f}{span}"
+
+    def sentence(self) -> str:
+        """One line for the report's head: the baseline and the fixed baselines."""
+        parts = [f"Baseline ({self.name}, public test half): PGR {self.short()}"]
+        if self.weak and self.ceiling:
+            parts.append(f"weak teacher accuracy {_real(self.weak.get('mean')) or 0:.3f} "
+                         f"{_span(self.weak)}, strong ceiling "
+                         f"{_real(self.ceiling.get('mean')) or 0:.3f} {_span(self.ceiling)}")
+        if self.gap:
+            parts.append(f"gap {_real(self.gap.get('mean')) or 0:.3f} {_span(self.gap)}")
+        tail = f" (record {self.run_id})" if self.run_id else ""
+        return "; ".join(parts) + f"{tail}. Intervals: 95%, over seeds and test examples."
+
+
+def library_records(dataset: str, weak: str, strong: str) -> list[dict[str, Any]]:
+    """The newest ``aar run`` record of each built-in method (and params) on ``dataset``
+    (its default split) with this encoder pair, in the one scorer's summary shape."""
+    from aar.data.prepare import default_key
+    from aar.methods import METHODS
+    from aar.settings import get_settings
+
+    root = get_settings().results_dir
+    key = default_key(dataset)
+    library = set(METHODS.names())
+    newest: dict[str, dict[str, Any]] = {}
+    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        cfg = rec.get("config") if isinstance(rec, dict) else None
+        summ = ((rec.get("summary") or {}).get(PUBLIC) or {}) if cfg else {}
+        if not (isinstance(cfg, dict) and rec.get("kind") == "aar.run"
+                and cfg.get("method") in library and "gap_ok" in summ
+                and cfg.get("weak") == weak and cfg.get("strong") == strong
+                and (rec.get("dataset_key") == key if key else cfg.get("dataset") == dataset)
+                and not str(cfg.get("method_ref", "")).endswith(".py")):
+            continue
+        which = json.dumps([cfg.get("method"), cfg.get("params")], sort_keys=True, default=str)
+        if which not in newest or str(rec.get("created")) >= str(newest[which].get("created")):
+            newest[which] = rec
+    return list(newest.values())
+
+
+def board_pgr(entry: dict[str, Any], board: dict[str, Any]) -> tuple[str, str]:
+    """A leaderboard row's PGR and its interval (or, where the server gives only that,
+    its standard error); "gap too small" where the server says the gap is."""
+    pgr = _real(entry.get("pgr"))
+    if pgr is None:
+        small = entry.get("gap_ok") is False or board.get("gap_ok") is False or \
+            entry.get("status") == GAP_TOO_SMALL
+        return (GAP_TOO_SMALL if small else "n/a"), ""
+    low = _real(entry.get("pgr_low"))
+    high = _real(entry.get("pgr_high"))
+    if low is None and isinstance(entry.get("pgr_ci"), dict):
+        low, high = _real(entry["pgr_ci"].get("low")), _real(entry["pgr_ci"].get("high"))
+    if low is not None and high is not None:
+        return f"{pgr:.3f}", f"[{low:.3f}, {high:.3f}]"
+    se = _real(entry.get("pgr_se"))
+    return f"{pgr:.3f}", "" if se is None else f"SE {se:.3f}"
 
 
 class Report:
@@ -120,25 +237,34 @@ class Report:
         except AarError:
             return None
 
-    def baseline(self, board: dict[str, Any] | None) -> tuple[str, float]:
-        """The best built-in method on the board's reference rows, else the weak teacher."""
-        refs = [r for r in (board or {}).get("reference", [])
-                if str(r.get("name", "")).startswith("method") and r.get("pgr") is not None]
-        if refs:
-            best = max(refs, key=lambda r: r["pgr"])
-            return f"best baseline ({best['name']})", float(best["pgr"])
-        if self.compute_baseline and self.info.get("dataset"):
+    def baseline(self) -> BaselineLine:
+        """The best built-in method on this run's dataset and encoder pair, by public PGR,
+        as the one scorer measured it (the ``aar run`` / ``aar baselines`` records in
+        ``$AAR_HOME/results``); without one, vanilla is run here (trusted code, five
+        seeds); without a dataset, the weak teacher."""
+        dataset = str(self.info.get("dataset") or "")
+        if not dataset:
+            return BaselineLine("weak teacher", 0.0)
+        weak, strong = self._encoders(dataset)
+        recs = library_records(dataset, weak, strong)
+        if not recs and self.compute_baseline:
             from aar.w2s.runner import RunConfig, run
 
-            try:  # trusted code: the library's vanilla method, five seeds
-                rec = run(RunConfig("vanilla", str(self.info["dataset"]),
-                                    str(self.info.get("weak") or "l3"),
-                                    str(self.info.get("strong") or "mpnet")))
-                return "baseline (method vanilla)", float(
-                    rec["summary"]["test_public"]["pgr"]["mean"])
+            try:
+                recs = [run(RunConfig("vanilla", dataset, weak, strong))]
             except AarError:
-                pass
-        return "weak teacher", 0.0
+                recs = []
+        lines = [BaselineLine.of(r) for r in recs]
+        ranked = [b for b in lines if b.pgr is not None]
+        if ranked:
+            return max(ranked, key=lambda b: b.pgr or 0.0)
+        return lines[0] if lines else BaselineLine("weak teacher", 0.0)
+
+    def _encoders(self, dataset: str) -> tuple[str, str]:
+        from aar.oversight.verify import encoders
+
+        return encoders(dataset, str(self.info.get("weak") or "l3"),
+                        str(self.info.get("strong") or "mpnet"))
 
     def costs(self) -> list[dict[str, Any]]:
         rows = []
@@ -191,8 +317,8 @@ class Report:
 
     # ------------------------------------------------------------------ plots
 
-    def plot_progress(self, curves: dict[str, list[tuple[float, float]]], base: str,
-                      base_pgr: float) -> str:
+    def plot_progress(self, curves: dict[str, list[tuple[float, float]]],
+                      base: BaselineLine) -> str:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -205,8 +331,13 @@ class Report:
             xs, ys = zip(*pts, strict=True)
             ax.step([0.0, *(x * scale for x in xs)], [ys[0], *ys], where="post", marker="o",
                     markersize=3, label=agent)
-        ax.axhline(base_pgr, color="black", linestyle="--", linewidth=1,
-                   label=f"{base} {base_pgr:.2f}")
+        if base.pgr is not None:
+            ax.axhline(base.pgr, color="black", linestyle="--", linewidth=1,
+                       label=f"{base.name} {base.short()}")
+            if base.low is not None and base.high is not None:
+                ax.axhspan(base.low, base.high, color="gray", alpha=0.15, linewidth=0)
+        else:
+            ax.plot([], [], " ", label=f"{base.name}: {base.short()}")
         ax.set_xlabel(f"{unit} since the run started")
         ax.set_ylabel("best public PGR (server)")
         ax.set_title(f"Best PGR over time: {self.info.get('dataset', '')}")
@@ -233,19 +364,24 @@ class Report:
         width = 0.8 / len(rows)
         x = np.arange(len(cols))
         for k, row in enumerate(rows):
-            means = [row["cells"].get(c, {}).get("mean") for c in cols]
-            cis = [row["cells"].get(c, {}).get("ci95") for c in cols]
+            cells = [row["cells"].get(c) or {} for c in cols]
+            means = [c.get("mean") for c in cells]
+            err = np.array([[m - c["low"] if m is not None and c.get("low") is not None
+                             else 0.0 for m, c in zip(means, cells, strict=True)],
+                            [c["high"] - m if m is not None and c.get("high") is not None
+                             else 0.0 for m, c in zip(means, cells, strict=True)]])
             ax.bar(x + k * width - 0.4 + width / 2,
                    [m if m is not None else 0 for m in means], width,
-                   yerr=[c if c is not None else 0 for c in cis], capsize=3,
+                   yerr=np.clip(err, 0, None), capsize=3,
                    label=f"finding {row['finding']} ({row.get('author')})")
-            for i, m in enumerate(means):
-                if m is None:  # undefined (no gap, or the re-run failed): say so
-                    ax.text(x[i] + k * width - 0.4 + width / 2, 0.02, "n/a", ha="center",
-                            va="bottom", fontsize=8, color="dimgray")
+            for i, (m, c) in enumerate(zip(means, cells, strict=True)):
+                if m is None and c:  # no PGR here (gap too small, failed): say which
+                    ax.text(x[i] + k * width - 0.4 + width / 2, 0.02,
+                            textwrap.fill(fmt_cell(c), 8), ha="center", va="bottom",
+                            fontsize=7, color="dimgray")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(x, [textwrap.fill(c, 18) for c in cols], fontsize=7)
-        ax.set_ylabel("PGR (mean ± 95% CI over seeds)")
+        ax.set_ylabel("PGR (95% interval over seeds and test examples)")
         ax.set_title("Verification: what the researcher saw vs what held")
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
@@ -258,7 +394,7 @@ class Report:
 
     def sections(self) -> list[Section]:
         pub, priv = self.board("public"), self.board("private")
-        base, base_pgr = self.baseline(pub or priv)  # the curves are public PGRs
+        base = self.baseline()  # the curves are public PGRs
         s_head = Section(f"Research run {self.paths.run_id}")
         s_head.text(f"Dataset **{self.info.get('dataset', '?')}**, backend "
                     f"{self.info.get('backend', '?')}, researchers: "
@@ -268,11 +404,12 @@ class Report:
                         "method beats chance; any gain, and every flag, is a cheating "
                         "attempt.")
             s_head.text(self._canary_check(priv))
+        s_head.text(base.sentence())
         out = [s_head]
         curves = self.best_over_time()
         s = Section("Best PGR over time")
         if curves:
-            s.image(self.plot_progress(curves, base, base_pgr))
+            s.image(self.plot_progress(curves, base))
             s.table(["researcher", "best public PGR", "at (hours)"],
                     [[a, f"{p[-1][1]:.3f}", f"{p[-1][0]:.2f}"]
                      for a, p in sorted(curves.items())])
@@ -285,17 +422,23 @@ class Report:
             if board is None:
                 continue
             rows = [[str(e["rank"]), str(e["finding"]), e["author"], e["title"],
-                     _num(e.get("pgr")), _num(e.get("pgr_se")), str(e["n_seeds"])]
+                     *board_pgr(e, board), str(e["n_seeds"])]
                     for e in board["entries"][:TOP]]
             if len(board["entries"]) > TOP:
                 rows.append(["…", "", "", f"{len(board['entries']) - TOP} more", "", "", ""])
-            rows += [["", "", "", r["name"], _num(r.get("pgr")), _num(r.get("pgr_se")),
+            rows += [[f"T{e.get('rank') or ''}", str(e["finding"]), e["author"],
+                      f"{e['title']} (transductive, ranked apart)", *board_pgr(e, board),
+                      str(e["n_seeds"])] for e in (board.get("transductive") or [])[:TOP]]
+            rows += [["", "", "", r["name"], *board_pgr(r, board),
                       str(r.get("n_seeds", ""))] for r in board["reference"]]
             held = board.get("held", [])
             s.text(f"**{label}**; {len(held)} finding(s) held off by flags"
-                   + (f": {', '.join(str(h['finding']) for h in held)}" if held else ""))
-            s.table(["rank", "finding", "author", "title / reference", "PGR", "SE", "seeds"],
-                    rows)
+                   + (f": {', '.join(str(h['finding']) for h in held)}" if held else "")
+                   + ("" if board.get("gap_ok", True) else
+                      f"; {GAP_TOO_SMALL}: the ceiling does not beat the weak teacher by "
+                      f"{MIN_GAP} with 95% confidence, so no PGR is ranked"))
+            s.table(["rank", "finding", "author", "title / reference", "PGR",
+                     "95% interval (or SE)", "seeds"], rows)
         if pub is None and priv is None:
             s.text("No server connection: leaderboard not included.")
         out.append(s)
@@ -326,18 +469,45 @@ class Report:
         if not (result and result.get("rows")):
             s.text("Not verified yet: run `aar verify --run RUN`.")
             return s
-        s.text("PGR mean ± 95% CI over seeds. *public (seen)*: what the researcher was "
-               "shown; every other column re-runs the finding's code snapshot untouched, in "
-               "a fresh sandbox. *gap*: seen minus the mean of the fresh re-runs; "
-               "*reproduces*: the re-run with the submitted seeds gives exactly the "
-               "submitted scores.")
+        rule = result.get("selection")
+        if not rule:  # an older verify.json: say how it chose, for it was not on public
+            rule = ("not recorded (this verify.json predates the public-half rule and "
+                    "may have chosen on the private half)")
+        s.text(f"**Selection rule**: {rule}.")
+        s.text(f"PGR mean [95% interval over seeds and test examples, the baselines' own "
+               f"uncertainty included], scored by the one scorer. *{SEEN}*: what the "
+               f"researcher was scored on (and chosen on); *{PRIVATE_EST}*: the same "
+               "submissions on the half nobody looked at, the estimate to quote; every "
+               "other column re-runs the finding's code snapshot untouched, in a fresh "
+               "sandbox, fitting on the unlabeled split and predicting test examples the "
+               "fit never saw (a *transductive* method also read those inputs). "
+               f"*{GAP_TOO_SMALL}*: the ceiling does not beat the weak teacher by "
+               f"{result.get('min_gap', MIN_GAP)} with 95% confidence, so there is no PGR; "
+               "such cells, and failed re-runs, are left out of *what held*, the mean of "
+               "the fresh re-runs. *seen - held*: the public score minus what held; "
+               "*reproduces*: the re-run with the submitted seeds gives bit-identical "
+               "predictions. *(above ceiling)*: accuracy above the ceiling's interval, "
+               "a result to review.")
+        for note in result.get("notes") or []:
+            s.text(f"Note: {note}.")
         cols = columns(result)
-        rows = [[str(r["finding"]), str(r.get("author", "")),
-                 *(fmt_cell(r.get("cells", {}).get(c)) for c in cols),
-                 _num(r.get("gap"), "{:+.2f}") if r.get("cells") else
-                 f"error: {r.get('error')}", _yes(r.get("reproduces"))]
-                for r in result["rows"]]
-        s.table(["finding", "author", *cols, "gap (seen - held)", "reproduces"], rows)
+        rows = []
+        for r in result["rows"]:
+            if not r.get("cells"):
+                rows.append([str(r["finding"]), str(r.get("author", "")), "",
+                             *[""] * len(cols), "", f"error: {r.get('error')}", ""])
+                continue
+            left = r.get("held_left_out") or {}
+            held = _num(r.get("held_mean"), "{:.2f}") or "n/a"
+            if left:
+                held += f" (without {len(left)}: " + "; ".join(
+                    f"{k}: {v}" for k, v in left.items()) + ")"
+            rows.append([str(r["finding"]), str(r.get("author", "")),
+                         fmt_transductive(r.get("transductive")),
+                         *(fmt_cell(r["cells"].get(c)) for c in cols), held,
+                         _num(r.get("gap"), "{:+.2f}"), _yes(r.get("reproduces"))])
+        s.table(["finding", "author", "transductive", *cols, "what held", "seen - held",
+                 "reproduces"], rows)
         img = self.plot_verification(result)
         if img:
             s.image(img)

@@ -1,36 +1,51 @@
 """Verification of the winners: does a finding's score hold where its researcher never
 looked?
 
-``verify(paths, admin_client)`` takes the top findings of a run (by the server's private
-score) and re-runs each one's code snapshot (``method.py``), untouched by the researcher,
-in a fresh sandbox, scored by trusted code against the vault:
+**Selection.** ``verify(paths, admin_client)`` takes the top findings of a run by their
+mean accuracy on the **public** test half (the half the researchers were scored on; the
+same order as public PGR). The private half plays no part in the choice, so the
+findings' private-half scores are an unbiased estimate of what they are worth; choosing on
+the private half and then reading the private half again (as an earlier version did)
+reports the winner's curse as a result.
 
-- ``public (seen)``: what the researcher saw (its submissions' public-half PGR, from the
-  server);
-- ``private (server)``: the same submissions on the private half;
-- ``private (re-run, seen seeds)``: the snapshot re-run with the seeds it submitted:
-  ``reproduces`` says whether it gives exactly the scores of the submissions (if not, the
-  submitted predictions did not come from this code);
-- ``private (fresh seeds)``: a re-run with seeds the researcher never used, private half;
-- ``re-split``: a re-drawn labeled/unlabeled/test split of the same dataset;
-- ``held-out <dataset>``: other datasets (default: the testbed's others among sentiment,
-  math, code, tweets; for ``synthetic``, a synthetic variant with more systematic error);
-- ``pair <weak>-><strong>``: another weak/strong model pair.
+**Re-runs.** Each chosen finding's code snapshot (``method.py``) is re-run untouched by
+the researcher in a fresh sandbox, fitting on the unlabeled split of a preparation and
+predicting that preparation's test split (examples the fit never saw, unless the method
+declares itself ``transductive``: then it is marked so, for its fit read those test
+inputs). Every number is scored by trusted code, :class:`aar.w2s.scoring.Scorer`, as a
+PGR with a paired-bootstrap 95% interval over seeds and test examples that includes the
+baselines' own uncertainty:
 
-Each cell is a mean PGR over seeds with its 95% interval. ``gap`` is what the researcher
-saw minus what held (the mean of the fresh re-runs). The table goes to ``verify.json`` in
-the run directory.
+- ``public (seen)``: the finding's submissions on the public half (what was selected on);
+- ``private (unbiased)``: the same submissions on the private half, the estimate to quote;
+- ``re-run, seen seeds (private)``: the snapshot re-run with the submitted seeds;
+  ``reproduces`` says whether every row is bit-identical to the submitted predictions
+  (if not, they did not come from this code);
+- ``fresh seeds (private)``: seeds the researcher never used, private half;
+- ``re-split``: a re-drawn labeled/unlabeled/test split of the same dataset, whole test;
+- ``held-out <dataset>``: other datasets (default: the testbed's others prepared here;
+  for ``synthetic``, a synthetic variant with more systematic error), whole test;
+- ``pair <weak>-><strong>``: another weak/strong model pair, whole test.
+
+A cell whose weak-to-ceiling gap (or its interval's low end) is below
+:data:`aar.w2s.metrics.MIN_GAP` has no PGR: it is shown as "gap too small" and never
+averaged. ``held`` is the mean PGR of the fresh re-runs whose gap is large enough;
+``gap`` is what the researcher saw minus it. The table goes to ``verify.json`` in the run
+directory.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,59 +57,136 @@ from aar.errors import AarError
 from aar.oversight.monitor import read_method
 from aar.research.layout import RunPaths, now_iso
 from aar.util import atomic_write_json
-from aar.w2s.metrics import estimate
+from aar.w2s.metrics import MIN_GAP, PairedBootstrap
+
+if TYPE_CHECKING:
+    from aar.w2s.scoring import Scorer
 
 TESTBED = ("sentiment", "math", "code", "tweets")
-SEEN = "public (seen)"  # the researcher's own submissions, public half: what it saw
-SERVER_PRIVATE = "private (server)"  # the same submissions on the private half
-RERUN = "private (re-run, seen seeds)"  # the snapshot re-run with the submitted seeds
-FRESH = "private (fresh seeds)"
+SEEN = "public (seen)"  # the finding's submissions, public half: what it was chosen on
+PRIVATE_EST = "private (unbiased)"  # the same submissions on the private half
+RERUN = "re-run, seen seeds (private)"  # the snapshot re-run with the submitted seeds
+FRESH = "fresh seeds (private)"
 RESPLIT = "re-split"
 SYNTHETIC = ("syn_weak", "syn_strong")
+SUBMITTED = (SEEN, PRIVATE_EST, RERUN)  # not re-runs where the researcher never looked
+WHOLE = (PUBLIC, PRIVATE)
+GAP_TOO_SMALL = "gap too small"
+
+
+def selection_rule(top: int) -> str:
+    """The rule that chose the verified findings, in words (the table and report show it)."""
+    return (f"the top {top} ranked result finding(s) of this run's researchers "
+            "(transductive ones included, marked) by mean accuracy on the public test half "
+            "(what they were scored on; the order of public PGR); the private half played "
+            "no part in the choice, so 'private (unbiased)' is the estimate to quote")
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where to re-run: a dataset reference, an encoder pair and a split seed."""
+    """Where to re-run: a dataset reference, an encoder pair, a split seed, and the test
+    halves scored together (the whole test split unless the researcher saw part of it)."""
 
     label: str
     dataset: str
     weak: str
     strong: str
     split_seed: int = 0
-    halves: tuple[str, ...] = (PUBLIC, PRIVATE)  # test halves whose PGR is averaged
+    halves: tuple[str, ...] = WHOLE
 
 
 @dataclass
 class Cell:
+    """One PGR of a finding somewhere, with its 95% interval over seeds and test examples.
+
+    ``status``: ``ok``; ``gap too small`` (no PGR: the ceiling does not beat the weak
+    teacher by ``MIN_GAP`` with confidence); ``error`` (the re-run failed); ``n/a`` (no
+    data)."""
+
     label: str
-    mean: float | None
-    ci95: float | None
-    n: int
-    per_seed: list[float] = field(default_factory=list)
-    weak: float | None = None  # fixed weak-teacher accuracy of the target
+    mean: float | None  # PGR; None unless status is ok
+    low: float | None = None
+    high: float | None = None
+    n: int = 0  # seeds
+    status: str = "ok"
+    per_seed: list[float | None] = field(default_factory=list)  # PGR of each seed
+    accuracy: float | None = None  # transfer accuracy (mean over seeds)
+    per_seed_accuracy: list[float] = field(default_factory=list)
+    weak: float | None = None  # the weak teacher's accuracy on the same examples
     ceiling: float | None = None
+    ceiling_low: float | None = None  # the ceiling's 95% interval
+    ceiling_high: float | None = None
+    gap: float | None = None  # ceiling - weak
+    gap_low: float | None = None
+    above_ceiling: bool = False  # accuracy above the ceiling's interval: review it
+    halves: list[str] = field(default_factory=list)
+    n_examples: int = 0
     dataset: str = ""
     pair: str = ""
     error: str | None = None
+    note: str | None = None
+
+    @property
+    def ci95(self) -> float | None:
+        if self.low is None or self.high is None:
+            return None
+        return (self.high - self.low) / 2
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ci95": self.ci95}
 
     def __str__(self) -> str:
-        if self.error:
-            return "error"
-        if self.mean is None:
-            return "n/a"
-        ci = "" if self.ci95 is None else f" ± {self.ci95:.2f}"
-        return f"{self.mean:.2f}{ci}"
+        return fmt_cell(self.as_dict())
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+def _finite(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
-def cell_of(label: str, values: list[float], **extra: Any) -> Cell:
-    est = estimate(values)
-    return Cell(label, _finite(est.mean), _finite(est.ci), est.n,
-                [float(v) for v in values], **extra)
+def joined(scorer: Scorer, halves: tuple[str, ...]) -> tuple[Scorer, str]:
+    """``scorer`` able to score ``halves`` together as one sample, and that sample's name
+    (a single half is itself)."""
+    if len(halves) == 1:
+        return scorer, halves[0]
+    key = "+".join(halves)
+    return replace(
+        scorer,
+        index={**scorer.index, key: np.concatenate([scorer.index[h] for h in halves])},
+        labels={**scorer.labels, key: np.concatenate([scorer.labels[h] for h in halves])},
+    ), key
+
+
+def score_cell(label: str, scorer: Scorer, rows: np.ndarray, halves: tuple[str, ...],
+               **extra: Any) -> Cell:
+    """The cell of prediction ``rows`` (seeds, n_test) on ``halves``, scored by the one
+    scorer: PGR and the paired-bootstrap interval, or "gap too small"."""
+    rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+    s, key = joined(scorer, halves)
+    b = s.bootstrap(rows, key)
+    accs = [float(s.correct(r, key).mean()) for r in rows]
+    return cell_from(label, b, accs, halves=list(halves), n_examples=len(s.index[key]),
+                     **extra)
+
+
+def cell_from(label: str, b: PairedBootstrap, accs: list[float], **extra: Any) -> Cell:
+    ok = b.gap_ok
+    weak, ceil = b.weak.mean, b.ceiling.mean
+    per_seed = [_finite((a - weak) / (ceil - weak)) if ok else None for a in accs]
+    return Cell(
+        label, _finite(b.pgr.mean) if ok else None, _finite(b.pgr.low) if ok else None,
+        _finite(b.pgr.high) if ok else None, len(accs), "ok" if ok else GAP_TOO_SMALL,
+        per_seed, _finite(b.accuracy.mean), accs, _finite(weak), _finite(ceil),
+        _finite(b.ceiling.low), _finite(b.ceiling.high), _finite(b.gap.mean),
+        _finite(b.gap.low),
+        bool(math.isfinite(b.ceiling.high) and b.accuracy.mean > b.ceiling.high),
+        note=None if ok else f"ceiling - weak is {b.gap.mean:.3f} [{b.gap.low:.3f}, "
+                             f"{b.gap.high:.3f}], below {MIN_GAP} with 95% confidence",
+        **extra)
+
+
+def error_cell(label: str, message: str, **extra: Any) -> Cell:
+    return Cell(label, None, status="error", error=message.splitlines()[0] if message
+                else "failed", **extra)
 
 
 def encoders(dataset: str, weak: str, strong: str) -> tuple[str, str]:
@@ -103,10 +195,14 @@ def encoders(dataset: str, weak: str, strong: str) -> tuple[str, str]:
 
 
 def default_heldout(dataset: str) -> list[str]:
+    """The testbed's other datasets prepared here (preparing one is a download and an
+    encoding: ask for it with ``--heldout``); a synthetic variant for ``synthetic``."""
+    from aar.data.prepare import default_key
+
     name = base_ref(dataset).split(":")[0]
     if name == "synthetic":
         return ["synthetic:systematic=0.5,seed=1"]
-    return [d for d in TESTBED if d != name]
+    return [d for d in TESTBED if d != name and default_key(d) is not None]
 
 
 def default_pairs(dataset: str, weak: str, strong: str) -> list[tuple[str, str, str]]:
@@ -116,12 +212,48 @@ def default_pairs(dataset: str, weak: str, strong: str) -> list[tuple[str, str, 
         (dataset, "minilm", "mpnet")]
 
 
-def fresh_seeds(used: list[int], n: int, limit: int) -> list[int]:
-    out = [s for s in range(limit) if s not in set(used)][:n]
-    if len(out) < n:
-        raise AarError(f"only {len(out)} weak-teacher seeds are left unused by the finding; "
-                       "verify with fewer seeds")
+def fresh_seeds(used: list[int], n: int) -> list[int]:
+    """The first ``n`` seeds the finding never used."""
+    if n < 1:
+        raise AarError("verify with at least one fresh seed (--seeds)")
+    taken = {int(s) for s in used}
+    out: list[int] = []
+    s = 0
+    while len(out) < n:
+        if s not in taken:
+            out.append(s)
+        s += 1
     return out
+
+
+def declared_transductive(code: str) -> bool | None:
+    """Whether the first method a file registers declares ``transductive=True``, read
+    from its source without running it (trusted code never imports a snapshot): True,
+    False, or None when it cannot be told (a computed flag, unparsable code)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    decorated = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    for node in sorted(decorated, key=lambda n: n.lineno):
+        for dec in node.decorator_list:
+            if not (isinstance(dec, ast.Call) and _name(dec.func) == "method"):
+                continue
+            for kw in dec.keywords:
+                if kw.arg == "transductive":
+                    if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, bool):
+                        return kw.value.value
+                    return None
+                if kw.arg is None:  # **kwargs: cannot tell
+                    return None
+            return False
+    return None
+
+
+def _name(node: ast.AST) -> str:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
 
 
 def reuse_features(src: Workspace, dst: Workspace, encoder: str) -> int:
@@ -146,13 +278,19 @@ def reuse_features(src: Workspace, dst: Workspace, encoder: str) -> int:
     return len(missing)
 
 
+def row_sha256(row: np.ndarray) -> str:
+    """The digest the server keeps of a submission (float32, workspace test order)."""
+    return hashlib.sha256(np.asarray(row, dtype=np.float32).tobytes()).hexdigest()
+
+
 def run_target(method_file: Path, target: Target, seeds: list[int], params: dict[str, Any],
-               workdir: Path, timeout_s: float) -> Cell:
-    """Re-run a method on a target in a fresh sandbox job and score it (trusted code)."""
+               workdir: Path, timeout_s: float) -> tuple[Cell, np.ndarray | None]:
+    """Re-run a method on a target in a fresh sandbox job and score it (trusted code).
+    Returns the cell and the predictions (None when the re-run failed)."""
     from aar.data.prepare import prepare
     from aar.sandbox.worker import run_method_sandboxed
     from aar.w2s import baselines
-    from aar.w2s.scoring import score_test
+    from aar.w2s.scoring import Scorer
 
     extra: dict[str, Any] = {"dataset": target.dataset,
                              "pair": f"{target.weak}->{target.strong}"}
@@ -162,8 +300,8 @@ def run_target(method_file: Path, target: Target, seeds: list[int], params: dict
             base = prepare(target.dataset).workspace
             for encoder in (target.weak, target.strong):
                 reuse_features(base, prep.workspace, encoder)
-        weak = baselines.weak_teacher(prep, target.weak)
-        ceil = baselines.ceiling(prep, target.strong)
+        scorer = Scorer.of(prep, target.weak, target.strong)
+        baselines.student_l2(prep, target.weak, target.strong)
         job = Path(tempfile.mkdtemp(prefix="verify-", dir=workdir))
         try:
             preds = run_method_sandboxed(method_file, prep.workspace, target.weak,
@@ -171,15 +309,9 @@ def run_target(method_file: Path, target: Target, seeds: list[int], params: dict
                                          timeout_s=timeout_s)
         finally:
             shutil.rmtree(job, ignore_errors=True)
-        values = []
-        for row in preds:
-            scores = score_test(prep, row, weak, ceil)
-            values.append(float(np.mean([scores[h].pgr for h in target.halves])))
-        b_weak = float(np.mean([weak.fixed(h) for h in target.halves]))
-        b_ceil = float(np.mean([ceil.fixed(h) for h in target.halves]))
-        return cell_of(target.label, values, weak=b_weak, ceiling=b_ceil, **extra)
+        return score_cell(target.label, scorer, preds, target.halves, **extra), preds
     except AarError as exc:
-        return Cell(target.label, None, None, 0, error=str(exc).splitlines()[0], **extra)
+        return error_cell(target.label, str(exc), **extra), None
 
 
 @dataclass(frozen=True)
@@ -192,6 +324,16 @@ class VerifyConfig:
     timeout_s: float = 1800.0
 
 
+def _public_key(entry: dict[str, Any]) -> tuple[float, float, int]:
+    """Sort key of a public-board entry: best public accuracy first (PGR breaks a tie
+    only where accuracy is missing), then the older finding."""
+    acc = entry.get("accuracy")
+    pgr = entry.get("pgr")
+    return (-(float(acc) if isinstance(acc, int | float) and math.isfinite(acc) else -1.0),
+            -(float(pgr) if isinstance(pgr, int | float) and math.isfinite(pgr) else -1e9),
+            int(entry["finding"]))
+
+
 class Verifier:
     def __init__(self, paths: RunPaths, admin: Client, config: VerifyConfig | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
@@ -200,6 +342,7 @@ class Verifier:
         self.cfg = config or VerifyConfig()
         self.progress = progress or (lambda _msg: None)
         self._rows: list[dict[str, Any]] = []
+        self._notes: list[str] = []
         self.info: dict[str, Any] = (json.loads(paths.info.read_text())
                                      if paths.info.exists() else {})
 
@@ -211,14 +354,43 @@ class Verifier:
         return str(ds)
 
     def top_findings(self) -> list[dict[str, Any]]:
-        """The run's result findings with the best private score (admin leaderboard)."""
+        """The run's ranked result findings with the best mean **public** accuracy (the
+        admin's exact public board); see :func:`selection_rule`."""
+        if self.cfg.top < 1:
+            raise AarError("verify at least one finding (--top)")
         names = self.info.get("server_names") or {}
         authors = {str(names.get(a, a)) for a in self.paths.agents()}
-        board = self.admin.leaderboard(self.dataset(), split="private")
-        entries = [e for e in board["entries"] if not authors or e["author"] in authors]
-        return entries[: self.cfg.top]
+        board = self.admin.leaderboard(self.dataset(), split="public")
+        listed = [*board["entries"], *(board.get("transductive") or [])]  # ranked apart
+        entries = [e for e in listed if not authors or e["author"] in authors]
+        ranked = sorted(entries, key=_public_key)
+        return [{**e, "public_rank": k} for k, e in enumerate(ranked, 1)][: self.cfg.top]
+
+    def targets(self, dataset: str, weak: str, strong: str) -> list[Target]:
+        out = [Target(FRESH, dataset, weak, strong, halves=(PRIVATE,)),
+               Target(RESPLIT, dataset, weak, strong, split_seed=self.cfg.resplit_seed)]
+        held = self.cfg.heldout if self.cfg.heldout is not None else default_heldout(dataset)
+        if self.cfg.heldout is None and not held:
+            self._note("no other testbed dataset is prepared here: no held-out re-run "
+                       "(name some with --heldout)")
+        for ref in held:
+            w, s = encoders(ref, weak, strong)
+            out.append(Target(f"held-out {ref}", ref, w, s))
+        pairs = self.cfg.pairs if self.cfg.pairs is not None else default_pairs(
+            dataset, weak, strong)
+        for ref, w, s in pairs:
+            where = "" if ref == dataset else f" ({ref})"
+            out.append(Target(f"pair {w}->{s}{where}", ref, w, s))
+        return out
+
+    def _note(self, text: str) -> None:
+        if text not in self._notes:
+            self._notes.append(text)
 
     def verify_finding(self, entry: dict[str, Any]) -> dict[str, Any]:
+        from aar.data.prepare import prepare
+        from aar.w2s.scoring import Scorer
+
         fid = int(entry["finding"])
         finding = self.admin.finding(fid)
         metrics = finding.get("claimed_metrics") or {}
@@ -236,69 +408,67 @@ class Verifier:
         out_dir.mkdir(parents=True, exist_ok=True)
         method_file = out_dir / "method.py"
         method_file.write_text(code)
-        subs = [self.admin.evaluation(int(s)) for s in finding.get("submissions") or []]
+        subs = sorted((self.admin.evaluation(int(s)) for s in finding.get("submissions") or []),
+                      key=lambda s: (s.get("seed") is None, s.get("seed") or 0, s["id"]))
         used = [int(s["seed"]) for s in subs if s.get("seed") is not None]
-        cells: dict[str, Cell] = {
-            SEEN: cell_of(SEEN, [s["scores"][PUBLIC]["pgr"] for s in subs
-                                                if s["scores"][PUBLIC]["pgr"] is not None]),
-            SERVER_PRIVATE: cell_of(SERVER_PRIVATE, [
-                s["scores"][PRIVATE]["pgr"] for s in subs
-                if s["scores"][PRIVATE]["pgr"] is not None]),
-        }
-        from aar.w2s.baselines import N_SEEDS
+        scorer = Scorer.of(prepare(dataset), weak, strong)
+        cells: dict[str, Cell] = {}
 
-        seeds = fresh_seeds(used, self.cfg.seeds, N_SEEDS)
-        targets = [Target(FRESH, dataset, weak, strong, halves=(PRIVATE,)),
-                   Target(RESPLIT, dataset, weak, strong, split_seed=self.cfg.resplit_seed)]
-        for ref in self.cfg.heldout if self.cfg.heldout is not None else default_heldout(
-                dataset):
-            w, s = encoders(ref, weak, strong)
-            targets.append(Target(f"held-out {ref}", ref, w, s))
-        pairs = self.cfg.pairs if self.cfg.pairs is not None else default_pairs(
-            dataset, weak, strong)
-        for ref, w, s in pairs:
-            where = "" if ref == dataset else f" ({ref})"
-            targets.append(Target(f"pair {w}->{s}{where}", ref, w, s))
-        reproduces = None
-        if used:  # the same seeds again: does this code give what was submitted?
+        # The same seeds again: does this code give what was submitted, bit for bit?
+        reproduces: bool | None = None
+        again: np.ndarray | None = None
+        if used and len(set(used)) == len(used) == len(subs):
             self.progress(f"finding {fid}: {RERUN}")
-            again = run_target(method_file, Target(RERUN, dataset, weak, strong,
-                                                   halves=(PRIVATE,)), sorted(used), params,
-                               out_dir, self.cfg.timeout_s)
-            cells[RERUN] = again
-            by_seed = {int(s["seed"]): s["scores"][PRIVATE]["pgr"] for s in subs
-                       if s.get("seed") is not None}
-            submitted = [by_seed[k] for k in sorted(used)]
-            reproduces = again.error is None and len(again.per_seed) == len(submitted) and all(
-                a is not None and abs(a - b) < 1e-9
-                for a, b in zip(submitted, again.per_seed, strict=True))
-        for t in targets:
+            cells[RERUN], again = run_target(
+                method_file, Target(RERUN, dataset, weak, strong, halves=(PRIVATE,)), used,
+                params, out_dir, self.cfg.timeout_s)
+            reproduces = again is not None and all(
+                _same(row, sub, scorer) for row, sub in zip(again, subs, strict=True))
+        if reproduces and again is not None:  # the submitted predictions, exactly
+            cells[SEEN] = score_cell(SEEN, scorer, again, (PUBLIC,))
+            cells[PRIVATE_EST] = score_cell(PRIVATE_EST, scorer, again, (PRIVATE,))
+        else:
+            cells[SEEN] = server_cell(SEEN, scorer, subs, PUBLIC)
+            cells[PRIVATE_EST] = server_cell(PRIVATE_EST, scorer, subs, PRIVATE)
+
+        seeds = fresh_seeds(used, self.cfg.seeds)
+        for t in self.targets(dataset, weak, strong):
             self.progress(f"finding {fid}: {t.label}")
-            cells[t.label] = run_target(method_file, t, seeds, params, out_dir,
-                                        self.cfg.timeout_s)
+            cells[t.label], _ = run_target(method_file, t, seeds, params, out_dir,
+                                           self.cfg.timeout_s)
             self._save({"finding": fid, "partial": True,
-                        "cells": {k: asdict(c) for k, c in cells.items()}})
-        held = [c.mean for k, c in cells.items()
-                if k not in (SEEN, SERVER_PRIVATE, RERUN) and c.mean is not None]
-        seen = cells[SEEN].mean
+                        "cells": {k: c.as_dict() for k, c in cells.items()}})
+        order = [SEEN, PRIVATE_EST, RERUN]
+        cells = {k: cells[k] for k in [*order, *(k for k in cells if k not in order)]
+                 if k in cells}
+        held_mean, used_cells, left_out = what_held(cells)
+        seen, private = cells[SEEN].mean, cells[PRIVATE_EST].mean
         return {
             "finding": fid, "title": finding.get("title"), "author": finding.get("author"),
             "method": metrics.get("method"), "params": params, "weak": weak,
-            "strong": strong, "seeds_seen": used, "seeds_fresh": seeds,
-            "cells": {k: asdict(c) for k, c in cells.items()},
+            "strong": strong, "transductive": True if entry.get("transductive") else
+            declared_transductive(code),
+            "public_rank": entry.get("public_rank"),
+            "public_accuracy": entry.get("accuracy"),
+            "seeds_seen": used, "seeds_fresh": seeds,
+            "cells": {k: c.as_dict() for k, c in cells.items()},
             "reproduces": reproduces,
-            "held_mean": float(np.mean(held)) if held else None,
-            "gap": None if seen is None or not held else float(seen - np.mean(held)),
+            "held_mean": held_mean, "held_cells": used_cells, "held_left_out": left_out,
+            "gap": None if seen is None or held_mean is None else float(seen - held_mean),
+            "optimism": None if seen is None or private is None else float(seen - private),
+            "above_ceiling": [k for k, c in cells.items() if c.above_ceiling],
         }
 
     def run(self) -> dict[str, Any]:
         self._rows = []
+        self._notes = []
         for entry in self.top_findings():
             try:
                 row = self.verify_finding(entry)
             except AarError as exc:
                 row = {"finding": entry["finding"], "title": entry.get("title"),
-                       "author": entry.get("author"), "error": str(exc)}
+                       "author": entry.get("author"), "public_rank": entry.get("public_rank"),
+                       "error": str(exc).splitlines()[0]}
             self._rows.append(row)
         return self._save()
 
@@ -307,15 +477,65 @@ class Verifier:
         ``partial``), so that a long verification keeps what it measured."""
         rows = [*self._rows, *([partial] if partial else [])]
         result = {"run": self.paths.run_id, "dataset": self.dataset(), "t": now_iso(),
-                  "config": asdict(self.cfg), "rows": rows}
+                  "config": asdict(self.cfg), "selection": selection_rule(self.cfg.top),
+                  "min_gap": MIN_GAP, "notes": list(self._notes), "rows": rows}
         atomic_write_json(self.paths.root / "verify.json", result)
         return result
+
+
+def _same(row: np.ndarray, sub: dict[str, Any], scorer: Scorer) -> bool:
+    """Whether a re-run row is the submitted prediction vector: by the server's digest
+    when it gives one, else by the accuracy on both halves."""
+    if sub.get("sha256"):
+        return row_sha256(row) == sub["sha256"]
+    stored = np.asarray(row, dtype=np.float32).astype(np.float64)
+    scores = sub.get("scores") or {}
+    return all(
+        isinstance((scores.get(h) or {}).get("accuracy"), int | float)
+        and abs(float(scorer.correct(stored, h).mean()) - scores[h]["accuracy"]) < 1e-9
+        for h in WHOLE)
+
+
+def server_cell(label: str, scorer: Scorer, subs: list[dict[str, Any]], half: str) -> Cell:
+    """A half's cell from the server's per-submission accuracies, when the submitted
+    predictions could not be reproduced: the PGR of their mean accuracy against the same
+    baselines, without an interval (the predictions themselves are not at hand)."""
+    accs = [float(a) for s in subs
+            if isinstance(a := ((s.get("scores") or {}).get(half) or {}).get("accuracy"),
+                          int | float)]
+    if not accs:
+        return Cell(label, None, status="n/a", halves=[half], note="no scored submission")
+    b = scorer.bootstrap(scorer.weak_probs, half)  # the baselines' gap and interval
+    cell = cell_from(label, b, accs, halves=[half], n_examples=len(scorer.index[half]))
+    acc = float(np.mean(accs))
+    mean = None if cell.status != "ok" else _finite((acc - b.weak.mean) / b.gap.mean)
+    return replace(cell, mean=mean, low=None, high=None, accuracy=acc,
+                   above_ceiling=bool(math.isfinite(b.ceiling.high) and acc > b.ceiling.high),
+                   note=cell.note or "from the server's scores: the snapshot did not "
+                                     "reproduce the submitted predictions, so no interval")
+
+
+def what_held(cells: dict[str, Cell]) -> tuple[float | None, list[str], dict[str, str]]:
+    """The mean PGR of the fresh re-runs (every cell but what was submitted) with a PGR:
+    cells whose gap is too small, and failed re-runs, are left out, with why."""
+    used: list[str] = []
+    left_out: dict[str, str] = {}
+    for label, c in cells.items():
+        if label in SUBMITTED:
+            continue
+        if c.status == "ok" and c.mean is not None:
+            used.append(label)
+        else:
+            left_out[label] = c.error or c.status
+    if not used:
+        return None, used, left_out
+    return float(np.mean([cells[k].mean for k in used])), used, left_out
 
 
 def columns(result: dict[str, Any]) -> list[str]:
     """Cell labels in table order: what was seen, the private half, then the re-runs from
     the nearest to the farthest from the researcher's setting."""
-    fixed = [SEEN, SERVER_PRIVATE, RERUN, FRESH, RESPLIT]
+    fixed = [SEEN, PRIVATE_EST, RERUN, FRESH, RESPLIT]
 
     def rank(label: str) -> tuple[int, str]:
         if label in fixed:
@@ -326,12 +546,27 @@ def columns(result: dict[str, Any]) -> list[str]:
     return sorted(labels, key=rank)
 
 
-def fmt_cell(cell: dict[str, Any] | None) -> str:
+def fmt_cell(cell: dict[str, Any] | None, digits: int = 2) -> str:
+    """``0.52 [0.41, 0.63]``; ``gap too small``; ``error``; ``n/a``; a result above the
+    ceiling's interval says so."""
     if not cell:
         return ""
-    if cell.get("error"):
+    status = cell.get("status", "ok")
+    if cell.get("error") or status == "error":
         return "error"
-    if cell.get("mean") is None:
+    if status == GAP_TOO_SMALL:
+        return GAP_TOO_SMALL
+    mean = cell.get("mean")
+    if mean is None:
         return "n/a"
-    ci = cell.get("ci95")
-    return f"{cell['mean']:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
+    low, high = cell.get("low"), cell.get("high")
+    text = f"{mean:.{digits}f}"
+    if low is not None and high is not None:
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    if cell.get("above_ceiling"):
+        text += " (above ceiling)"
+    return text
+
+
+def fmt_transductive(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
