@@ -614,3 +614,54 @@ def test_outputs_planted_as_links_are_not_followed(tmp_path: Path,
     linked.symlink_to(secrets["vault"][0].parent, target_is_directory=True)
     with pytest.raises(AarError, match="replaced"):
         _read_job_file(linked, "labels.json", max_bytes=1 << 20)
+
+
+# -- the commands that run untrusted code, and aar doctor ----------------------------------
+
+
+@pytest.mark.parametrize("command", [["research", "--minutes", "0.01"], ["verify"]])
+def test_research_and_verify_refuse_to_start_without_isolation(
+        command: list[str], no_bwrap: None, no_landlock: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from aar.cli import app
+
+    monkeypatch.setenv("AAR_SANDBOX", "auto")
+    result = CliRunner().invoke(app, command)
+    assert isinstance(result.exception, AarError), result.output
+    assert "install bubblewrap" in str(result.exception)
+    assert "--unsafe-sandbox" in str(result.exception)
+    # asked for by name, the same command gets past the check (and fails later, elsewhere)
+    result = CliRunner().invoke(app, [*command, "--unsafe-sandbox", "--run", "no-such-run"]
+                                if command == ["verify"] else [*command, "--unsafe-sandbox",
+                                                                "--dataset", "no-such-data"])
+    assert "install bubblewrap" not in str(result.exception)
+    assert os.environ["AAR_SANDBOX"] == "subprocess"
+
+
+def test_doctor_names_the_mode_and_the_missing_parts(
+        no_bwrap: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aar.doctor import diagnose, verdict
+
+    monkeypatch.setenv("AAR_SANDBOX", "auto")
+    monkeypatch.setenv("AAR_DB_URL", "postgresql+psycopg://u:PW-SECRET-7@db.local:5432/aar")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("AAR_CHROMIUM", raising=False)
+    d = diagnose()
+    parts = {p.name: p for p in d.parts}
+    assert set(parts) == {"bubblewrap", "Landlock", "Chromium", "GPU", "PostgreSQL"}
+    assert not parts["bubblewrap"].present and "apt-get install bubblewrap" in \
+        parts["bubblewrap"].install
+    assert not parts["Chromium"].present and "chromium" in parts["Chromium"].install
+    assert not parts["GPU"].present  # no nvidia-smi on this PATH
+    assert parts["PostgreSQL"].present and "PW-SECRET-7" not in json.dumps(d.to_dict())
+    line = verdict(d.isolation)
+    assert "\n" not in line
+    if LANDLOCK.usable:
+        assert line.startswith("sandbox: landlock - Landlock ABI")
+        assert parts["Landlock"].present
+    else:
+        assert line.startswith("sandbox: NONE") and "install bubblewrap" in line
+    monkeypatch.setenv("AAR_SANDBOX", "subprocess")
+    assert "NOT ISOLATED" in verdict()

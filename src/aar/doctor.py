@@ -15,13 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aar.sandbox.runner import (
-    INSTALL_HINT,
-    IsolationReport,
-    bwrap_probe,
-    isolation_report,
-    landlock_probe,
-)
+from aar.sandbox import runner
+from aar.sandbox.runner import INSTALL_HINT, IsolationReport
 from aar.settings import get_settings
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -47,7 +42,7 @@ class Diagnosis:
 
 def verdict(report: IsolationReport | None = None) -> str:
     """One line: the sandbox mode this machine gets and why."""
-    r = report or isolation_report()
+    r = report or runner.isolation_report()
     if r.mode is None:
         return f"sandbox: NONE - research and verify will refuse to run; {INSTALL_HINT}"
     if not r.isolated:
@@ -72,7 +67,7 @@ def _chromium() -> str | None:
 
 
 def diagnose() -> Diagnosis:
-    bw, ll = bwrap_probe(), landlock_probe()
+    bw, ll = runner.bwrap_probe(), runner.landlock_probe()
     parts = [
         Part("bubblewrap", bw.usable, bw.reason,
              "the strictest sandbox (own mounts, uid 65534, no network)",
@@ -98,4 +93,4 @@ def diagnose() -> Diagnosis:
     parts.append(Part("PostgreSQL", pg, db,
                       "a shared evaluation server for many machines (sqlite is fine for one)",
                       "" if pg else "optional: AAR_DB_URL=postgresql+psycopg://user:pw@host/db"))
-    return Diagnosis(isolation_report(), parts)
+    return Diagnosis(runner.isolation_report(), parts)
