@@ -39,6 +39,11 @@ the environment is built from an allow-list (``clean_env``): ``PATH``, ``HOME``,
 ``PYTHONHASHSEED=0``, thread counts, the variables that select BLAS/OpenMP/NumPy kernels
 (so sandboxed results are bit-identical to in-process ones) and what the caller passes
 explicitly, never the parent's API keys, tokens or database URL.
+
+Also read from the environment: ``AAR_BWRAP`` (the bubblewrap binary, or ``none`` to hide
+it, as CI does to prove a machine without it), ``AAR_SANDBOX_NETNS=0`` (landlock mode
+without a network namespace: Landlock's TCP rules and seccomp alone cut the network).
+``aar doctor`` says which mode a machine gets and why.
 """
 
 from __future__ import annotations
