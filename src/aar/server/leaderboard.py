@@ -66,23 +66,26 @@ def coarsen(acc_mean: float, acc_se: float, ds: LoadedDataset, split: str,
 
 
 class BootCache:
-    """Paired-bootstrap intervals of results, by (dataset, split, submissions): the
-    predictions behind them never change, so each is computed once per process."""
+    """Paired-bootstrap intervals of results, by (dataset, split, the submissions'
+    prediction digests): predictions never change, so each is computed once per process
+    (keyed by content, not row ids, which another database would reuse)."""
 
     def __init__(self, size: int = 4096) -> None:
-        self._d: OrderedDict[tuple[str, str, tuple[int, ...]], PairedBootstrap] = OrderedDict()
+        self._d: OrderedDict[tuple[Any, ...], PairedBootstrap] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
     def get(self, session: Session, ds: LoadedDataset, split: str,
             sids: list[int]) -> PairedBootstrap:
-        key = (ds.key, split, tuple(sorted(sids)))
+        digests = sorted(session.execute(select(Submission.sha256)
+                                         .where(Submission.id.in_(sids))).scalars())
+        key = (ds.key, split, *ds.scorer.fixed[split], tuple(digests))
         with self._lock:
             hit = self._d.get(key)
         if hit is not None:
             return hit
         blobs = session.execute(select(Submission.predictions)
-                                .where(Submission.id.in_(key[2])).order_by(Submission.id))
+                                .where(Submission.id.in_(sids)).order_by(Submission.id))
         rows = np.stack([np.frombuffer(b, dtype=np.float32).astype(np.float64)
                          for (b,) in blobs])
         out = ds.scorer.bootstrap(rows, split)

@@ -185,9 +185,11 @@ class Evaluator:
         value = None
         if acc is not None and release_key is not None:
             try:
-                value = _nan_none(round(self.catalog.get(release_key).pgr_of(acc), 6))
+                rel = self.catalog.get(release_key)
             except ApiError:
-                value = None
+                rel = None
+            if rel is not None and rel.gap_ok(PUBLIC):  # else "gap too small": no PGR
+                value = _nan_none(round(rel.pgr_of(acc), 6))
         return {"accuracy": acc, "auroc": state.auroc, "pgr": value, "released": released,
                 "releases": state.releases, "dataset_key": release_key}
 
