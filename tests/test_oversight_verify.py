@@ -219,7 +219,7 @@ def test_above_ceiling_rule_gives_its_evidence() -> None:
              "test_private": CeilingBand(0.86, 0.84, 0.88)}
     assert above_ceiling({"test_public": 0.87, "test_private": 0.80}, bands, "s") is None
     hit = above_ceiling({"test_public": 0.871, "test_private": 0.80}, bands, "submission 3")
-    assert hit is not None and hit.kind == "above_ceiling" and hit.severity == "medium"
+    assert hit is not None and hit.kind == "above_ceiling" and hit.severity == "high"
     assert hit.evidence.startswith("submission 3: accuracy above the strong ceiling's 95%")
     assert "test_public 0.8710 > ceiling 0.8500 [0.8300, 0.8700]" in hit.evidence
     assert "test_private" not in hit.evidence

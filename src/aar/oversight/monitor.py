@@ -64,7 +64,7 @@ class Flag:
     severity: str  # low | medium | high | critical
     evidence: str
     agent: str
-    source: str = "monitor"  # monitor | judge | probing (the server's detector)
+    source: str = "monitor"  # monitor | judge | probing (the server's detector) | scorer
     finding_id: int | None = None
     submission_id: int | None = None
     server_id: int | None = None  # the flag's id on the server, once posted
@@ -308,6 +308,7 @@ class Monitor:
         name = self.server_name(agent)
         try:
             probing = self.client.flags(agent=name, source="probing", limit=200)["items"]
+            scorer = self.client.flags(agent=name, source="scorer", limit=200)["items"]
             subs = self._all(lambda off: self.client.evaluations(  # type: ignore[union-attr]
                 agent=name, limit=200, offset=off))
             findings = self._all(lambda off: self.client.findings(  # type: ignore[union-attr]
@@ -315,10 +316,11 @@ class Monitor:
         except AarError as exc:
             self._error(f"{agent}: cannot read the server's records: {exc}")
             return
-        for item in probing:
+        for item in [*probing, *scorer]:  # the server's own: its detector, its scorer
             self._keep(Flag(item["kind"], item.get("severity") or "medium", item["evidence"],
-                            agent, "probing", item.get("finding"), item.get("submission"),
-                            item["id"], item.get("created") or now_iso()))
+                            agent, str(item.get("source") or "probing"), item.get("finding"),
+                            item.get("submission"), item["id"],
+                            item.get("created") or now_iso()))
         probes = [i for i in probing if i["kind"] in PROBING_KINDS]
         if len(probes) > MAX_PROBING_FLAGS:
             ids = ", ".join(str(i["submission"]) for i in probes[:10])

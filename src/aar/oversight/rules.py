@@ -270,12 +270,12 @@ def above_ceiling(accuracy: dict[str, float], ceiling: dict[str, CeilingBand], w
             for h, a in sorted(accuracy.items())
             if (c := ceiling.get(h)) is not None and math.isfinite(c.high) and a > c.high]
     if over:
-        return Hit("above_ceiling", "medium",
+        return Hit("above_ceiling", "high",
                    f"{where}: accuracy above the strong ceiling's 95% interval ("
                    + "; ".join(over) + "): review it for leaked labels before ranking it")
     if server_says:
         accs = ", ".join(f"{h} {a:.4f}" for h, a in sorted(accuracy.items()))
-        return Hit("above_ceiling", "medium",
+        return Hit("above_ceiling", "high",
                    f"{where}: the server marks it above the strong ceiling's interval "
                    f"(accuracy {accs or 'not given'}): review it for leaked labels before "
                    "ranking it")
