@@ -272,16 +272,20 @@ class BuiltinResearcher:
 
     # -- the loop ----------------------------------------------------------------------
     def final_note(self, reason: str) -> str:
+        """What I tried and what the run's Ladder released of it (public values are
+        released only for submissions that beat the run's best)."""
         scored = self._own_ranked()
-        n_eval = len(scored)
         tried = len(self.population)
+        submitted = sum(1 for p in self.population if p.get("finding"))
+        counts = f"{tried} candidates tried, {submitted} submitted"
         if not scored:
-            return (f"{self.r.name} ({self.direction.title}) stopped ({reason}) after {tried} "
-                    f"candidates, none scored; {self.r.evals_used} evaluations used.")
+            return (f"{self.r.name} ({self.direction.title}) stopped ({reason}): {counts}, "
+                    f"none released by the run's Ladder; {self.r.evals_used} evaluations "
+                    "used.")
         b = scored[0]
         return (f"{self.r.name} ({self.direction.title}) stopped ({reason}): best public PGR "
                 f"{b['pgr']:.3f} from finding #{b['finding']} ({b['file']}: "
-                f"{G.describe(b['genome'])}); {tried} candidates tried, {n_eval} scored, "
+                f"{G.describe(b['genome'])}); {counts}, {len(scored)} released, "
                 f"{self.r.evals_used} evaluations, {self.r.findings_posted} findings.")
 
     def run(self, max_steps: int | None = None) -> str:

@@ -347,6 +347,7 @@ class Orchestrator:
                 "name": best_ref["name"], "pgr": best_ref["pgr"],
                 "pgr_se": best_ref.get("pgr_se"), "params": best_ref.get("params")},
             "results": len(mine), "authors_with_results": sorted(a for a in authors if a),
+            "held": len([e for e in pub.get("held") or [] if e.get("author") in names]),
             "findings": len(posted), "findings_building_on_earlier": builds,
             "findings_building_on_others": cross, "evaluations": evals,
             "minutes": round(self.info.get("elapsed_s", 0.0) / 60, 2),
