@@ -36,6 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def researcher(home: Path) -> Iterator[Researcher]:
+    yield from _researcher()
+
+
+def _researcher() -> Iterator[Researcher]:
     token = "aar_" + secrets.token_urlsafe(24)
     key = prepare_dataset(DATASET, "syn_weak", "syn_strong")
     with LiveServer(admin_token=token) as srv:
@@ -58,6 +62,18 @@ from aar.methods import method
 @method("plain")
 def plain(ctx, *, l2: float | None = None):
     return ctx.train_strong(ctx.weak_hard["unlabeled"].astype(float), l2=l2)
+'''
+
+TRANSDUCTIVE = '''
+import numpy as np
+from aar.methods import method
+
+
+@method("uses_test", transductive=True)
+def uses_test(ctx, *, l2: float | None = None):
+    x = np.concatenate([ctx.strong_features["unlabeled"], ctx.test.strong_features])
+    y = np.concatenate([ctx.weak_hard["unlabeled"], ctx.weak_hard["test"]]).astype(float)
+    return ctx.train_strong(y, ctx.rng.uniform(0.8, 1.2, len(y)), x=x, l2=l2)
 '''
 
 
@@ -241,3 +257,29 @@ def test_resume_after_kill_loses_nothing(home: Path) -> None:
         e["kind"] == "stop" for e in events)
     # Ranked, or held for review (the seeds of a deterministic method are duplicates)
     assert info["resumed"] and info["summary"]["results"] + info["summary"]["held"] >= 1
+
+
+def test_a_transductive_method_is_declared_to_the_server_and_ranked_apart(
+        researcher: Researcher) -> None:
+    r = researcher
+    tools = tool_index(build_tools(r))
+
+    def call(name: str, **args: Any) -> Any:
+        return execute(tools[name], name, args)
+
+    assert not call("write_file", path="ideas/uses_test.py", content=TRANSDUCTIVE).is_error
+    ran = call("run_method", path="ideas/uses_test.py", seeds=[4, 5000])
+    assert not ran.is_error and json.loads(ran.content)["transductive"] is True, ran.content
+    sub = call("submit", path="ideas/uses_test.py", seeds=[0, 1, 2, 3, 9999])
+    assert not sub.is_error, sub.content
+    out = json.loads(sub.content)
+    assert out["transductive"] is True and out["released"] is True  # the run's first
+    f = call("share_finding", type="result", title="uses test inputs",
+             path="ideas/uses_test.py", submission_ids=out["submission_ids"],
+             seeds=[0, 1, 2, 3, 9999])
+    assert not f.is_error, f.content
+    board = json.loads(call("leaderboard").content)
+    assert [e["title"] for e in board["transductive"]] == ["uses test inputs"]
+    assert board["entries"] == [] and board["transductive"][0]["pgr"] is not None
+    ev = [e for e in r.paths.read_events("tester") if e["kind"] == "evaluation"]
+    assert ev[-1]["transductive"] is True and ev[-1]["seeds"] == [0, 1, 2, 3, 9999]

@@ -307,9 +307,8 @@ class Researcher:
         method = (label or Path(rel).stem)[:128]
         subs, answers = [], []
         for seed, row in zip(seeds, preds, strict=True):
-            # TODO(server): pass transductive=transductive once Client.evaluate takes it
             r = self.client.evaluate(self.dataset, row.tolist(), ids=ids, seed=seed,
-                                     method=method)
+                                     method=method, transductive=transductive)
             self.evals_used += 1
             subs.append(int(r["id"]))
             answers.append(r.get("public") or {})
