@@ -1,12 +1,16 @@
 """The research report of a run: ``report.md`` and ``report.html`` with PNG plots, in
 ``<run>/report/``.
 
-Sections: best PGR over time per researcher against the best baseline; the leaderboard
-(server-scored, private and public, when an admin client is given); the verification
-table (``verify.json``); costs (dollars, tokens, compute hours, dollars per researcher-hour,
-from each researcher's status and usage events); every flag with its evidence (the
-server's, with review state, else the monitor's ``oversight/flags.jsonl``); and on a canary
-run, how often each backend was flagged.
+Sections: the baseline line (the best built-in method's public PGR with its 95% interval
+and the weak teacher's and ceiling's accuracies with theirs, as the one scorer recorded
+them in ``aar run`` records; vanilla is run when there is none); best PGR over time per
+researcher against it; the leaderboard (server-scored, private and public, PGR with its
+interval, "gap too small" where so, transductive results ranked apart, when an admin
+client is given); the verification table (``verify.json``) with its selection rule;
+costs (dollars, tokens, compute hours, dollars per researcher-hour, from each
+researcher's status and usage events); every flag with its evidence (the server's, with
+review state, else the monitor's ``oversight/flags.jsonl``); and on a canary run, how
+often each backend was flagged.
 """
 
 from __future__ import annotations
