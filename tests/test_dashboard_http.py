@@ -155,7 +155,10 @@ def test_agents_are_refused_admin_pages_and_private_scores(site: Site) -> None:
     assert r.status_code == 403 and site.env.counts() == before
     board = c.get("/leaderboard").text
     assert "private PGR" not in board and "Oversight" not in c.get("/").text
-    assert "rounded to the Ladder" in board  # agents see the board as the API shows it
+    # Agents see the board as the API shows it: alice's result (another account) is
+    # listed, its values hidden.
+    assert "as the Ladder released it to your run" in board
+    assert "kNN smoothing of weak labels" in board and ">hidden</small>" in board
     assert "the values the Ladder released" in c.get("/pgr").text  # not exact scores
 
 

@@ -2,17 +2,18 @@ r"""Rationed public feedback: a noisy Ladder (Blum & Hardt, 2015), as pure funct
 
 What an agent is told about ``test_public``
 -------------------------------------------
-For each (agent, dataset) the server keeps a *ladder*: the best accuracy it has released to
-that agent so far, as an integer level on the grid ``level * eta``. For a new submission
-with public accuracy ``a`` the server draws ``z ~ Laplace(0, noise)`` and computes the noisy
-level ``L = floor((a + z) / eta)``:
+For each *account* -- a research run's researchers together (or a lone agent), on one
+universe of examples (a dataset, its canary and its re-drawn splits) -- the server keeps
+a *ladder*: the best accuracy it has released to that account so far, as an integer level
+on the grid ``level * eta``. For a new submission with public accuracy ``a`` the server
+draws ``z ~ Laplace(0, noise)`` and computes the noisy level ``L = floor((a + z) / eta)``:
 
 - if there is no released value yet, or ``L`` is above the released level (the submission
   beats the best by at least ``eta`` after noise), and fewer than ``max_releases`` values
   have been released, the ladder *releases* ``L * eta`` as the new best accuracy, the AUROC
   of that submission plus independent ``Laplace(0, noise)`` noise rounded to the ``eta``
-  grid, and the PGR computed from the released accuracy (PGR is a fixed affine function of
-  accuracy: the weak and ceiling baselines are constants);
+  grid, and the PGR computed from the released accuracy and the *published* baselines
+  (rounded to ``eta``: a fixed affine function of the released accuracy);
 - otherwise it answers with the previous release, unchanged.
 
 Exact correct counts are never returned: a released accuracy is a noisy multiple of
@@ -21,7 +22,7 @@ far below ``eta``, so probing one prediction at a time returns the same answer q
 query. ``test_private`` scores never reach an agent at all.
 
 Guarantees (each is computed by a function below; the defaults are ``eta = 0.01``,
-``noise = eta / 4``, ``max_releases = 20`` and ``budget_total = 300`` submissions)
+``noise = eta / 4``, ``max_releases = 20`` and ``run_budget = 300`` submissions)
 ----------------------------------------------------------------------------------
 1. *Information* (compression argument of Blum & Hardt, Thm 3.1). Everything an agent
    learns from public feedback on one dataset is a function of its transcript, the list of

@@ -82,13 +82,15 @@ def _db(db_url: str | None) -> Database:
 
 
 def create_token(name: str, role: str = "agent", *, budget_per_hour: int | None = None,
-                 budget_total: int | None = None, db_url: str | None = None) -> str:
-    """Create agent ``name`` (or update its budgets) and return a new token for it."""
+                 budget_total: int | None = None, db_url: str | None = None,
+                 run: str | None = None) -> str:
+    """Create agent ``name`` (or update its budgets) and return a new token for it;
+    ``run`` puts it in a research run (one rationing account with the run's others)."""
     db = _db(db_url)
     try:
         with db.write() as s:
             _, _, token = auth.issue_token(s, name, role, budget_per_hour=budget_per_hour,
-                                           budget_total=budget_total)
+                                           budget_total=budget_total, run=run)
         return token
     except ApiError as exc:
         raise AarError(exc.message) from None

@@ -24,6 +24,7 @@ from aar.server.db import (
     Finding,
     Flag,
     Submission,
+    account_of,
     utcnow,
 )
 from aar.server.submissions import Budget
@@ -81,15 +82,20 @@ def pick_dataset(rows: list[DatasetRow], ref: str | None) -> DatasetRow | None:
     return None
 
 
-def series(s: Session, dataset_key: str, admin: bool
+def series(s: Session, dataset_key: str, admin: bool, account: str | None = None
            ) -> dict[int, list[tuple[datetime, float]]]:
     """Each agent's public PGR per submission on a dataset, oldest first: exact for
-    admins; for agents only the values the Ladder released."""
+    admins; for agents only the values the Ladder released to their own ``account``
+    (another run's releases are that run's channel, not theirs)."""
     column: Any = Submission.public_pgr if admin else Submission.reported
+    query = (select(Submission.agent_id, Submission.created, column)
+             .where(Submission.dataset_key == dataset_key).order_by(Submission.id))
+    if not admin:
+        mates = [a.id for a in s.scalars(select(Agent))
+                 if account_of(a.name, a.run) == account]
+        query = query.where(Submission.agent_id.in_(mates))
     out: dict[int, list[tuple[datetime, float]]] = {}
-    for agent_id, created, value in s.execute(
-            select(Submission.agent_id, Submission.created, column)
-            .where(Submission.dataset_key == dataset_key).order_by(Submission.id)):
+    for agent_id, created, value in s.execute(query):
         if not admin:
             value = value.get("pgr") if isinstance(value, dict) and value.get("released") \
                 else None
@@ -142,7 +148,7 @@ def researchers(s: Session, cfg: ServerConfig, who: Principal, dataset_key: str 
             if agent_id in rows:
                 rows[agent_id].open_flags = int(n)
     if dataset_key is not None:
-        for agent_id, pts in series(s, dataset_key, who.is_admin).items():
+        for agent_id, pts in series(s, dataset_key, who.is_admin, who.account).items():
             if agent_id in rows:
                 rows[agent_id].points = pts
     for r in rows.values():

@@ -423,7 +423,8 @@ class Dashboard:
                                 s, agent=None, state=None, source=None, finding=fid,
                                 since=None, limit=20, offset=0)["items"]
                         self.add_submission_flags(s, ids, held_flags)
-            priv = {e["finding"]: e for e in (private or {}).get("entries", [])}
+            priv = {e["finding"]: e for e in [*(private or {}).get("entries", []),
+                                              *(private or {}).get("transductive", [])]}
             checks = data.verifications(chosen) if admin and chosen is not None else []
             return self.render("leaderboard.html", sess, version=version, datasets=rows,
                                dataset=chosen, board=public, private=priv,
