@@ -20,6 +20,7 @@ ids are public is reachable from here.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -228,6 +229,14 @@ def fit_predict(spec: Any, ws: Workspace, weak: str, strong: str, seed: int,
     ex = examples or examples_of(ws, weak, strong)
     ctx = build_context(ws, weak, strong, seed, params, transductive=spec.transductive,
                         method_name=spec.name, examples=ex)
-    predictor = as_predictor(spec.fn(ctx, **params), f"method {spec.name!r}")
     target = targets or ex["test"]
-    return check_predictions(predictor.predict(target), len(target))
+    try:
+        predictor = as_predictor(spec.fn(ctx, **params), f"method {spec.name!r}")
+        out = predictor.predict(target)
+    except AarError:
+        raise
+    except Exception as exc:  # the method's own bug: one line that says where
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise AarError(f"method {spec.name!r} failed: {type(exc).__name__}: {exc} "
+                       f"({where.filename}:{where.lineno})") from exc
+    return check_predictions(out, len(target))
