@@ -23,7 +23,8 @@ def reweight(ctx: MethodContext, *, gamma: float = 1.0, delta: float = 1.0,
     Importance reweighting for noisy labels (Liu & Tao 2016; in W2S, e.g. Guo et al. 2024):
     weight_i = reliability_i^gamma * agreement_i^delta, where reliability is 1 minus the
     normalised entropy of the weak soft label (low where the teacher is unsure) and
-    agreement is the out-of-fold strong head's probability of the weak label (low where the strong model's view contradicts it).
+    agreement is the out-of-fold strong head's probability of the weak label (low where the
+    strong model's view contradicts it).
     gamma, delta: exponents (0 switches a factor off); folds: cross-fitting folds for the
     strong prior; floor: smallest weight; l2: ridge of the head.
     """
