@@ -397,3 +397,24 @@ def test_client_sends_run_and_transductive_only_when_set(home: Path,
         assert exc.value.status == 422
         admin.close()
         solo.close()
+
+
+def test_a_runs_researchers_evaluate_concurrently(home: Path, template: Template) -> None:
+    """Researchers of one run starting at once share one account row: every evaluation
+    is counted once, none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with live_server() as srv:
+        admin = Client(srv.url, srv.admin_token)
+        agents = [Client(srv.url, admin.create_token(f"r{k}", run="crowd")["token"])
+                  for k in range(4)]
+
+        def work(k: int) -> list[int]:
+            return [agents[k].evaluate(DATASET, template.soft[(k + j) % 5], seed=j)
+                    ["account"]["queries_used"] for j in range(5)]
+
+        with ThreadPoolExecutor(4) as pool:
+            used = sorted(q for qs in pool.map(work, range(4)) for q in qs)
+        assert used == list(range(1, 21))  # each evaluation saw its own count
+        for c in (admin, *agents):
+            c.close()

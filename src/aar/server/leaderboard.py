@@ -278,13 +278,13 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
     for run in refs.for_dataset(ds, min_seeds):
         accs = [s.get(split, {}).get("accuracy", np.nan) for s in run["per_seed"]]
         pgrs = [s.get(split, {}).get("pgr", np.nan) for s in run["per_seed"]]
-        acc, pg = estimate(accs), estimate(pgrs)
+        r_acc, r_pgr = estimate(accs), estimate(pgrs)
         row: dict[str, Any] = {"kind": "reference", "name": f"method {run['method']}",
                                "params": run["params"], "run_id": run["run_id"],
                                "n_seeds": len(run["per_seed"]), "rank": None}
-        row.update(coarsen(acc.mean, acc.se, ds, split, eta) if coarse else
-                   {"pgr": _f(pg.mean) if gap_ok else None,
-                    "pgr_se": _f(pg.se) if gap_ok else None, "accuracy": _f(acc.mean)})
+        row.update(coarsen(r_acc.mean, r_acc.se, ds, split, eta) if coarse else
+                   {"pgr": _f(r_pgr.mean) if gap_ok else None,
+                    "pgr_se": _f(r_pgr.se) if gap_ok else None, "accuracy": _f(r_acc.mean)})
         reference.append(row)
     out: dict[str, Any] = {
         "dataset": ds.name, "dataset_key": ds.key, "split": split, "coarsened": coarse,

@@ -84,6 +84,17 @@ def _insert(table: Any, columns: tuple[str, ...]) -> Any:
     return insert(table).values({c: bindparam(c) for c in columns})
 
 
+def _ensure_account(dialect: str) -> Any:
+    """INSERT of an empty account row that does nothing when the row exists."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    values = {"account": bindparam("account"), "universe": bindparam("universe"),
+              "releases": 0, "queries": 0}
+    if dialect == "postgresql":
+        return postgresql.insert(ACCOUNT).values(values).on_conflict_do_nothing()
+    return sqlite.insert(ACCOUNT).values(values).on_conflict_do_nothing()
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -144,7 +155,9 @@ class Evaluator:
         self.q_usage = c(USAGE)
         self.q_previous = c(PREVIOUS)
         self.q_account = c(ACCOUNT_ROW)
-        self.q_account_insert = c(_insert(ACCOUNT, ("account", "universe", *ACCOUNT_COLUMNS)))
+        # An account's row is made on its first evaluation, before it is locked and read:
+        # two researchers of one run starting at once must not both insert it.
+        self.q_account_ensure = c(_ensure_account(db.dialect))
         self.q_account_update = c(ACCOUNT_UPDATE.values(
             {k: bindparam(k) for k in ACCOUNT_COLUMNS}))
         self.q_submission = c(_insert(SUB, SUB_COLUMNS), returning_id=True)
@@ -221,9 +234,10 @@ class Evaluator:
                 "used_last_hour": int(hour or 0), "used_total": int(total or 0)})
             self._ensure_dataset(conn, ds)
             account = who.account
+            self.q_account_ensure.run(conn, account=account, universe=ds.universe)
             row = self.q_account.run(conn, account=account, universe=ds.universe).fetchone()
-            before = ladder.LadderState(*row[:5]) if row else ladder.LadderState()
-            release_key = row[5] if row else None
+            before = ladder.LadderState(*row[:5])
+            release_key = row[5]
             cap = None if who.is_admin else self.cfg.run_budget
             if cap is not None and before.queries >= cap:
                 raise ApiError(429, f"the evaluation budget of {account} on these examples "
@@ -254,12 +268,7 @@ class Evaluator:
             values = {"level": state.level, "auroc": state.auroc,
                       "submission_id": state.submission, "releases": state.releases,
                       "queries": state.queries, "dataset_key": release_key}
-            if row is None:
-                self.q_account_insert.run(conn, account=account, universe=ds.universe,
-                                          **values)
-            else:
-                self.q_account_update.run(conn, account_=account, universe_=ds.universe,
-                                          **values)
+            self.q_account_update.run(conn, account_=account, universe_=ds.universe, **values)
             self._audit(conn, who, "evaluation.score", str(sid), t_now, dataset=ds.key,
                         seed=body.seed, method=body.method, sha256=digest,
                         transductive=body.transductive, account=account,
