@@ -212,6 +212,26 @@ def test_a_gap_too_small_cell_is_shown_so_and_never_averaged() -> None:
         "held-out b": "gap too small"})
 
 
+def test_unreproduced_submissions_are_scored_from_the_server_without_an_interval() -> None:
+    from aar.oversight.verify import _same, row_sha256, server_cell
+
+    sc = _scorer(800, 0.6, 0.9)
+    weak, ceil = sc.fixed["test_private"]
+    subs = [{"id": k, "seed": k, "scores": {"test_private": {"accuracy": a}}}
+            for k, a in enumerate((0.70, 0.74))]
+    c = server_cell(PRIVATE_EST, sc, subs, "test_private")
+    assert c.status == "ok" and c.accuracy == pytest.approx(0.72) and c.n == 2
+    assert c.mean == pytest.approx((0.72 - weak) / (ceil - weak))
+    assert c.low is None and c.high is None and "did not reproduce" in (c.note or "")
+    assert server_cell(SEEN, sc, [], "test_public").status == "n/a"
+    narrow = _scorer(800, 0.70, 0.72)
+    assert server_cell(SEEN, narrow, subs, "test_private").mean is None
+    # The bit-identical check: the server's digest of the float32 row.
+    row = np.linspace(0.1, 0.9, 800)
+    assert _same(row, {"sha256": row_sha256(row)}, sc)
+    assert not _same(row + 1e-3, {"sha256": row_sha256(row)}, sc)
+
+
 def test_above_ceiling_rule_gives_its_evidence() -> None:
     from aar.oversight.rules import CeilingBand, above_ceiling
 
