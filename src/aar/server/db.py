@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -249,7 +250,7 @@ class AgentStatusRow(Base):
     evals: Mapped[int] = mapped_column(Integer, default=0)
     findings: Mapped[int] = mapped_column(Integer, default=0)
     usd: Mapped[float] = mapped_column(Float, default=0.0)
-    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # 64-bit: migration 0004
     compute_s: Mapped[float] = mapped_column(Float, default=0.0)
     reason: Mapped[str] = mapped_column(Text, default="")
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,7 +1,8 @@
 """One rationing account per (run, underlying examples): ``agents.run`` groups the tokens
 of one research run; ``accounts`` holds the shared Ladder and query count of each (run,
 universe of examples); ``submissions.transductive`` records that a method read test
-inputs while fitting (ranked apart on the leaderboard).
+inputs while fitting (ranked apart on the leaderboard). ``agent_status.tokens`` becomes
+64-bit (a run's LLM token count passes 2**31; SQLite's integers are 64-bit already).
 
 Revision ID: 0004
 Revises: 0003
@@ -34,9 +35,13 @@ def upgrade() -> None:
         sa.Column("releases", sa.Integer(), nullable=False),
         sa.Column("queries", sa.Integer(), nullable=False),
     )
+    if op.get_bind().dialect.name != "sqlite":
+        op.alter_column("agent_status", "tokens", type_=sa.BigInteger())
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        op.alter_column("agent_status", "tokens", type_=sa.Integer())
     op.drop_table("accounts")
     op.drop_column("submissions", "transductive")
     op.drop_index("ix_agents_run", "agents")
