@@ -146,6 +146,11 @@ def test_run_shares_one_account_across_tokens_canary_and_redraws(tight: Env) -> 
         assert r.status_code == 201, r.text
         used += 1
     assert used == RUN_BUDGET
+    me = c.get(f"{API}/me", headers=bob).json()
+    assert me["run"] == "r1" and me["account"]["name"] == "run:r1"
+    (spent,) = me["account"]["universes"]
+    assert spent["universe"] == infos[DATASET]["bound"]["universe"]
+    assert spent["queries_used"] == RUN_BUDGET and spent["releases"] >= 1
     # Every token of the run is now refused, on every dataset of the universe ...
     for h in (alice, bob):
         for ds in (DATASET, "canary:synthetic", redraw):

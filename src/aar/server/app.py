@@ -247,7 +247,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     def me(who: Who) -> dict[str, Any]:
         with db.read() as s:
             use = Budget.of(who, cfg).usage(s, who.id)
-        return {"name": who.name, "role": who.role, "budget": use}
+            spent = [{"universe": u, "queries_used": q, "releases": r}
+                     for u, q, r in s.execute(
+                         select(AccountRow.universe, AccountRow.queries, AccountRow.releases)
+                         .where(AccountRow.account == who.account)
+                         .order_by(AccountRow.universe))]
+        return {"name": who.name, "role": who.role, "run": who.run, "budget": use,
+                "account": {"name": who.account,
+                            "queries_total": None if who.is_admin else cfg.run_budget,
+                            "universes": spent}}
 
     @api.get("/info", summary="server parameters and the rationing guarantee")
     def info(who: Who, dataset: str | None = Query(None, max_length=200)) -> dict[str, Any]:
