@@ -143,11 +143,17 @@ def _findings(url: str, token: str) -> list[dict[str, Any]]:
         return c.findings(limit=200)["items"]
 
 
-def test_builtin_researchers_build_on_each_other(home: Path) -> None:
+def test_builtin_researchers_build_on_each_other(home: Path, tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
+    # Directions whose candidates draw on ctx.rng (cross-fitting): their seeds differ, so
+    # no result is held as duplicate submissions and each can be built on once released.
+    directions = tmp_path / "directions"
+    directions.mkdir()
+    (directions / "01_reweight.md").write_text("# Reweighting\nfamilies: reweight\n\nWeigh.")
+    (directions / "02_channel.md").write_text("# Channel\nfamilies: product, channel\n\nEM.")
     # Three submissions each (the evaluation budget), whatever the machine's load.
     cfg = ResearchConfig(dataset=DATASET, agents=2, minutes=4.0, live_view=False,
-                         max_evals=15)
+                         max_evals=15, directions=str(directions))
     info = research(cfg, observers=[lambda _p, ev: seen.append(ev)], run_id="two")
     s = info["summary"]
     names = [a["name"] for a in info["agents"]]
