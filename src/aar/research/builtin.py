@@ -7,7 +7,11 @@ whose genome travels in the finding's claimed metrics), mutates or crosses it, w
 candidate as a method module under ``ideas/``, screens it in the sandbox on one seed with
 label-free diagnostics (crashes and class-balance collapses are dropped there), submits
 the survivors over five seeds and posts each as a ``result`` (ranked by the server),
-posting ``negative`` findings when a change hurt and periodic ``insight`` summaries.
+posting ``negative`` findings when a change brought no gain (the run's Ladder released no
+new best) or hurt, and periodic ``insight`` summaries. Candidates are method modules on
+the fit/predict contract: they return a predictor, and declare ``transductive`` when
+their genome trains on the test inputs. Public values are rationed: a candidate's PGR is
+what the run's Ladder released for it, or unknown.
 Everything it tried is appended to ``population.jsonl`` so that a resumed run continues
 where it stopped. Random choices come from one generator seeded by (seed, name).
 """
