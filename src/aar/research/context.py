@@ -111,11 +111,15 @@ def diagnostics(preds: np.ndarray, weak_test: np.ndarray) -> dict[str, Any]:
 
 
 def _seed(s: object) -> int:
-    whole = (isinstance(s, int | np.integer) and not isinstance(s, bool)) or (
-        isinstance(s, float) and s.is_integer()) or (isinstance(s, str) and s.strip().isdigit())
-    if not whole:
+    v: int | None = None
+    if isinstance(s, bool):
+        v = None
+    elif isinstance(s, int | np.integer) or (isinstance(s, float) and s.is_integer()):
+        v = int(s)
+    elif isinstance(s, str):
+        v = int(s) if s.strip().isdigit() else None
+    if v is None:
         raise AarError(f"seed {s!r} is not a whole number; give seeds in 0..{MAX_SEED - 1}")
-    v = int(s)  # type: ignore[call-overload]
     if not 0 <= v < MAX_SEED:
         raise AarError(f"seed {v} out of range: seeds are whole numbers 0..{MAX_SEED - 1} "
                        "(a seed only seeds the method's random generator, ctx.rng)")
