@@ -143,6 +143,13 @@ def test_verify_and_report_on_a_small_run(home: Path, live: Live,
     assert "$0.01" in md or "0.01" in md  # the usage event's dollars
     assert "<table>" in page and "<script" not in page
 
+    out = cli.invoke(app, ["report", str(paths.root), "--offline"])  # the run folder only
+    assert out.exit_code == 0, out.output
+    md = (report / "report.md").read_text()
+    assert "No server connection: leaderboard not included." in md
+    assert "Baseline (method vanilla, public test half): PGR " in md
+    assert f"**Selection rule**: {selection_rule(1)}." in md and "vault_access" in md
+
 
 def test_verify_selects_on_the_public_half(home: Path, live: Live) -> None:
     """Two findings ranked one way on the public half and the other way on the private
