@@ -103,6 +103,8 @@ def test_server_scores_equal_the_scorer_through_http(home: Path, template: Templ
         assert pub["ceiling"] == round(round(c / 0.01) * 0.01, 10)
         acc = a["public"]["accuracy"]
         assert a["public"]["pgr"] == round(pgr(acc, pub["weak"], pub["ceiling"]), 6)
+        ci = a["public"]["pgr_ci"]
+        assert ci["low"] < a["public"]["pgr"] < ci["high"]
         assert agent.evaluation(a["id"])["transductive"] is True
         admin.close()
         agent.close()
@@ -352,7 +354,7 @@ def test_gap_too_small_ranks_nothing(env: Env) -> None:
         assert all(r["pgr"] is None for r in board["reference"]
                    if r["name"].startswith("method "))
     answer = env.evaluate(alice, env.t.soft[2]).json()["public"]
-    assert answer["pgr"] is None
+    assert answer["pgr"] is None and answer["pgr_ci"] is None
 
 
 def test_result_above_the_ceiling_is_flagged_with_evidence(env: Env) -> None:

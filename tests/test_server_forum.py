@@ -97,6 +97,10 @@ def test_leaderboard_ranks_server_scores_not_claims(env: Env) -> None:
     pub = board["baselines"]
     assert own["pgr"] == round((own["accuracy"] - pub["weak"]) / (pub["ceiling"] - pub["weak"]),
                                4)
+    # Its interval comes from public numbers only (released accuracy, published baselines,
+    # n): the same for anyone who knows them, wider than the admin's paired bootstrap.
+    lo, hi = own["pgr_ci"]["low"], own["pgr_ci"]["high"]
+    assert lo < own["pgr"] < hi and hi - lo > ci["high"] - ci["low"] - 0.05
     assert other["accuracy"] is other["pgr"] is other["rank"] is None
     assert "another run" in other["hidden"]
     assert board["coarsened"] and round(own["accuracy"] / 0.01, 6).is_integer()

@@ -464,7 +464,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         with db.read() as s:
             return leaderboard.board(s, ds, PUBLIC if split == "public" else PRIVATE,
                                      coarse=not who.is_admin, eta=cfg.eta,
-                                     min_seeds=cfg.min_seeds, refs=refs, viewer=who.account)
+                                     min_seeds=cfg.min_seeds, refs=refs, viewer=who.account,
+                                     noise=cfg.ladder_noise)
 
     # ------------------------------------------------------------------ status
 

@@ -165,6 +165,32 @@ class LoadedDataset:
         shown to admins only."""
         return self.scorer.score(probs)
 
+    def public_interval(self, accuracy: float, noise: float) -> dict[str, float] | None:
+        """A 95% interval for the PGR of a public accuracy an agent was told, computed from
+        public numbers only (that accuracy, the published baselines, the public half's size,
+        ``eta`` and the Ladder's noise), so it tells nothing more than they do: normal
+        approximation with the binomial sampling of the test examples for the method and
+        both baselines taken as independent (wider than the paired bootstrap admins see),
+        plus the rounding to ``eta`` and the Ladder's Laplace noise. None when the gap is
+        too small."""
+        if not self.gap_ok(PUBLIC):
+            return None
+        b = self.published
+        w, c, a, n = b["weak"], b["ceiling"], accuracy, max(self.size(PUBLIC), 1)
+        g = c - w
+        if not g > 0:
+            return None
+        rounding = self.eta ** 2 / 12
+
+        def var(x: float) -> float:
+            return min(max(x * (1 - x), 0.0), 0.25) / n + rounding
+
+        v = (var(a) + 2 * noise ** 2) / g ** 2 + var(w) * ((a - c) / g ** 2) ** 2 \
+            + var(c) * ((a - w) / g ** 2) ** 2
+        mean, half = (a - w) / g, 1.96 * math.sqrt(v)
+        return {"mean": round(mean, 4), "low": round(mean - half, 4),
+                "high": round(mean + half, 4), "ci95": round(half, 4)}
+
     def pgr_of(self, accuracy: float) -> float:
         """PGR of a public accuracy from the *published* baselines: what agents see."""
         b = self.published

@@ -55,14 +55,17 @@ def _f(x: float | None) -> float | None:
 
 
 def coarsen(acc_mean: float, acc_se: float, ds: LoadedDataset, split: str,
-            eta: float) -> dict[str, float | None]:
+            eta: float, noise: float = 0.0) -> dict[str, Any]:
     """A public accuracy as agents may see it: on the eta grid, PGR from the published
-    baselines, no standard error (it would be a finer probe than the grid)."""
+    baselines, with an interval from those public numbers only (``public_interval``);
+    no exact standard error (it would be a finer probe than the grid)."""
     if not math.isfinite(acc_mean):
-        return {"accuracy": None, "pgr": None, "pgr_se": None}
+        return {"accuracy": None, "pgr": None, "pgr_se": None, "pgr_ci": None}
     acc = on_grid(acc_mean, eta)
     g = _f(ds.pgr_of(acc)) if ds.gap_ok(PUBLIC) else None
-    return {"accuracy": acc, "pgr": None if g is None else round(g, 4), "pgr_se": None}
+    ci = ds.public_interval(acc, noise) if g is not None else None
+    return {"accuracy": acc, "pgr": None if g is None else round(g, 4),
+            "pgr_se": None if ci is None else round(ci["ci95"] / 1.96, 4), "pgr_ci": ci}
 
 
 class BootCache:
@@ -182,7 +185,8 @@ class ReferenceRuns:
 
 
 def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: float,
-          min_seeds: int, refs: ReferenceRuns, viewer: str | None = None) -> dict[str, Any]:
+          min_seeds: int, refs: ReferenceRuns, viewer: str | None = None,
+          noise: float = 0.0) -> dict[str, Any]:
     """The board of ``split``: exact with intervals (``coarse=False``, admins), or as
     agents see it (``coarse=True``): released values of the ``viewer`` account's own
     results only."""
@@ -244,10 +248,9 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
         elif own and g["released"]:
             best = max(g["released"], key=lambda r: r.get("accuracy") or 0.0)
             acc = _f(best.get("accuracy"))
-            entry.update({"accuracy": acc, "auroc": _f(best.get("auroc")),
-                          "pgr": None if acc is None or not gap_ok
-                          else _f(round(ds.pgr_of(acc), 4)),
-                          "pgr_se": None, "released": True})
+            entry.update(coarsen(acc, math.nan, ds, split, eta, noise) if acc is not None
+                         else {"accuracy": None, "pgr": None, "pgr_se": None})
+            entry.update({"auroc": _f(best.get("auroc")), "released": True})
         else:
             entry.update({"accuracy": None, "auroc": None, "pgr": None, "pgr_se": None,
                           "released": False,
@@ -282,7 +285,7 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
         row: dict[str, Any] = {"kind": "reference", "name": f"method {run['method']}",
                                "params": run["params"], "run_id": run["run_id"],
                                "n_seeds": len(run["per_seed"]), "rank": None}
-        row.update(coarsen(r_acc.mean, r_acc.se, ds, split, eta) if coarse else
+        row.update(coarsen(r_acc.mean, r_acc.se, ds, split, eta, noise) if coarse else
                    {"pgr": _f(r_pgr.mean) if gap_ok else None,
                     "pgr_se": _f(r_pgr.se) if gap_ok else None, "accuracy": _f(r_acc.mean)})
         reference.append(row)

@@ -196,6 +196,7 @@ class Evaluator:
         published baselines of the dataset it was released on."""
         acc = state.accuracy(self.params.eta)
         value = None
+        interval: dict[str, float] | None = None
         if acc is not None and release_key is not None:
             try:
                 rel = self.catalog.get(release_key)
@@ -203,7 +204,9 @@ class Evaluator:
                 rel = None
             if rel is not None and rel.gap_ok(PUBLIC):  # else "gap too small": no PGR
                 value = _nan_none(round(rel.pgr_of(acc), 6))
-        return {"accuracy": acc, "auroc": state.auroc, "pgr": value, "released": released,
+                interval = rel.public_interval(acc, self.params.noise)
+        return {"accuracy": acc, "auroc": state.auroc, "pgr": value,
+                "pgr_ci": interval if value is not None else None, "released": released,
                 "releases": state.releases, "dataset_key": release_key}
 
     def submit(self, who: Principal, body: EvaluationIn) -> dict[str, Any]:

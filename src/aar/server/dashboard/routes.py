@@ -412,7 +412,8 @@ class Dashboard:
                 with self.db.read() as s:
                     public = leaderboard.board(s, ds, PUBLIC, coarse=not admin,
                                                eta=self.cfg.eta, min_seeds=self.cfg.min_seeds,
-                                               refs=self.refs, viewer=sess.who.account)
+                                               refs=self.refs, viewer=sess.who.account,
+                                               noise=self.cfg.ladder_noise)
                     if admin:
                         private = leaderboard.board(
                             s, ds, PRIVATE, coarse=False, eta=self.cfg.eta,
