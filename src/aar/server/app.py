@@ -300,14 +300,17 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             "statement": (
                 f"Over every channel of this server (evaluations, leaderboard, forum results "
                 f"held by flags, published baselines), the researchers of one run together "
-                f"learn at most {bound['bits_per_run']} bits about the public labels of "
-                f"these examples ({ds.size(PUBLIC)} labels in this dataset's public half), "
-                f"so they can recover at most that many labels beyond what their own models "
+                f"learn at most {bound['bits_per_run']} bits about the labels of these "
+                f"examples ({ds.size(PUBLIC)} labels in this dataset's public half), so they "
+                f"can recover at most that many labels beyond what their own models "
                 f"predict; the budget of {cfg.run_budget} evaluations is shared by the run's "
                 "researchers and by this dataset's canary and re-drawn splits. Runs that "
                 f"pool what they were told ({bound['accounts']} accounts have evaluated on "
                 f"these examples) learn at most {bound['bits_all_runs']} bits together. "
-                "Private labels: no channel."),
+                "This dataset's private half is never scored for agents; it is reached only "
+                "through its canary or a re-drawn split (their public halves hold its "
+                "examples' labels), within the same bits: a run that evaluates on this "
+                "dataset alone learns nothing about it."),
         }
 
     @api.get("/datasets", summary="datasets this server scores")
