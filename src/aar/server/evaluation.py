@@ -287,6 +287,10 @@ class Catalog:
         except AarError as exc:
             raise ApiError(409, f"dataset {prep.key} has no baselines on this server: {exc}") \
                 from None
+        except (OSError, KeyError, ValueError) as exc:  # a vault of an older layout
+            raise ApiError(409, f"dataset {prep.key} cannot be scored here "
+                                f"({type(exc).__name__}: {exc}); prepare it again with "
+                                "`aar setup`") from None
         # The gap's interval does not depend on a method: bootstrap the weak teacher itself.
         gap = {s: scorer.bootstrap(scorer.weak_probs, s).gap for s in SPLITS}
         index = {i: k for k, i in enumerate(scorer.ids)}
