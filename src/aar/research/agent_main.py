@@ -58,7 +58,9 @@ The method contract:
 How to work: write a method module under ideas/ (see template.py and README.md), check it
 with run_method (label-free diagnostics, free), submit it (>= 5 seeds; spends your
 evaluation budget), then share_finding type "result" with the submission ids and the file,
-so the server ranks it. Read the forum (catch_up, read_forum) and build on other
+so the server ranks it. Public scores are rationed by a Ladder shared by your run's
+researchers: an answer reveals a new value only when a submission beats the run's best.
+Read the forum (catch_up, read_forum) and build on other
 researchers' findings (builds_on). Post negative results and insights too. Keep notes.
 You cannot see any label; never try to. Stop when your budget is spent; end with a short
 final note of what you learned."""
