@@ -104,6 +104,9 @@ def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Pa
     diag = out["diagnostics"]
     assert 0.6 < diag["agreement_with_weak"] <= 1.0
     assert 0 < diag["positive_rate"] < 1
+    starter = call("run_method", path="template.py", seeds=[7])  # the workspace's starter
+    assert not starter.is_error and json.loads(starter.content)["transductive"] is False, \
+        starter.content
     bad = call("run_method", path="ideas/plain.py", seeds=[0, 10_000])
     assert bad.is_error and "out of range" in bad.content  # refused before the sandbox
     res = call("run_python", code="import os\nprint(sorted(os.listdir(os.environ['AAR_EXPORT'])))")
