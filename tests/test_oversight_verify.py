@@ -47,7 +47,7 @@ from aar.settings import get_settings
 from aar.w2s.scoring import Scorer
 
 HELDOUT = "synthetic:n=1200,systematic=0.5,seed=1"
-NO_GAP = "synthetic:n=1200,systematic=0,noise=0,seed=3"  # the weak view sees it all
+NO_GAP = "synthetic:n=1200,systematic=0,noise=0,dim=4,seed=3"  # weak sees it all
 PAIR = "synthetic:n=1200,noise=2,weak_dim=8,seed=2"
 
 
