@@ -149,6 +149,32 @@ def test_read_a_secret_file(mode: str, layout: Layout, target: str) -> None:
         assert got.startswith("DENIED"), got
 
 
+def test_reach_the_vault_through_a_link_in_the_work_dir(mode: str, layout: Layout) -> None:
+    """A symbolic link planted by the harness's user, and a hard link the code makes
+    itself: opening either must not read the labels."""
+    vault = layout.targets["vault"]
+    (layout.work / "planted").symlink_to(vault)
+    r = attempt(mode, layout, """
+        import json, os, sys
+        out = {}
+        try:
+            os.link(sys.argv[1], "stolen")
+        except OSError as e:
+            out["link"] = "DENIED " + type(e).__name__
+        for name in ("planted", "stolen"):
+            try:
+                out[name] = open(name).read()
+            except OSError as e:
+                out[name] = "DENIED " + type(e).__name__
+        print(json.dumps(out))
+    """, str(vault))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    marker = layout.markers["vault"]
+    verdict(mode, marker in got["planted"], f"read the vault through a symlink: {got}")
+    verdict(mode, marker in got["stolen"], f"read the vault through a hard link: {got}")
+
+
 def test_list_and_walk_the_aar_home(mode: str, layout: Layout) -> None:
     """Not by name either: walking every directory the sandbox can list finds no marker."""
     r = attempt(mode, layout, """
