@@ -75,7 +75,7 @@ def weak_teacher(
     soft = {s: head.predict_proba(feats[s]).astype(np.float32) for s in ("unlabeled", "test")}
     ws_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = ws_file.with_suffix(".tmp.npz")
-    np.savez(tmp, **soft)
+    np.savez(tmp, unlabeled=soft["unlabeled"], test=soft["test"])
     tmp.replace(ws_file)
     choice = {"trainer": "logistic", "l2": cv.l2, "cv_log_loss": _keyed(cv.log_loss)}
     atomic_write_json(vault_file, choice)

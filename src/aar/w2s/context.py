@@ -81,10 +81,10 @@ class FunctionPredictor:
 def as_predictor(out: object, method: str = "method") -> Predictor:
     """What a method returned, as a predictor; a clear error for anything else (such as
     test probabilities, the old contract)."""
+    if hasattr(out, "predict_proba"):  # before ``predict``: a scikit-learn model's
+        return HeadPredictor(out)       # ``predict`` gives classes, not probabilities
     if isinstance(out, Predictor):
         return out
-    if hasattr(out, "predict_proba"):
-        return HeadPredictor(out)
     if callable(out):
         return FunctionPredictor(out)
     raise AarError(

@@ -7,11 +7,15 @@ hard labels, soft labels, filtering (weight 0) and reweighting are one function.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from aar.w2s.context import Examples
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -58,6 +62,10 @@ class LogisticHead:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return expit(self.logits(x))
+
+    def predict(self, examples: Examples) -> np.ndarray:
+        """A head is a predictor: P(y=1) of ``examples`` from their strong features."""
+        return self.predict_proba(examples.strong_features)
 
 
 def fit_logistic(

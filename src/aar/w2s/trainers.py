@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import torch
 from scipy.special import expit
 
 from aar.w2s.heads import Standardizer
+
+if TYPE_CHECKING:
+    from aar.w2s.context import Examples
 
 # loss(logits, target, weights, progress in [0, 1]) -> scalar; target and weights are
 # the batch's rows. The default is weighted binary cross-entropy to (soft) targets.
@@ -45,6 +48,10 @@ class GDHead:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return expit(self.logits(x))
+
+    def predict(self, examples: Examples) -> np.ndarray:
+        """A head is a predictor: P(y=1) of ``examples`` from their strong features."""
+        return self.predict_proba(examples.strong_features)
 
 
 def bce(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
