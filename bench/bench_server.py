@@ -4,7 +4,8 @@ Starts ``python -m aar.server.main`` on a free 127.0.0.1 port with a fresh ``AAR
 (a synthetic dataset with ``--n-test`` test ids), creates one token per agent with a large
 budget, and runs ``--agents`` client threads (httpx, keep-alive) that each send
 ``--evals`` evaluations of realistic predictions (the weak teacher's soft labels plus
-noise). Prints evaluations per second, p50/p99 latency, errors, and checks that every
+noise). Every agent is an account of its own (no run), so the account budget never binds.
+Prints evaluations per second, p50/p99 latency, errors, and checks that every
 accepted evaluation is in the database afterwards. Traffic goes to loopback only and the
 run stops by itself.
 
@@ -64,7 +65,7 @@ def bodies(key: str, ids: list[str], soft: np.ndarray, agent: int, count: int) -
     rng = np.random.default_rng(agent)
     out = []
     for k in range(count):
-        base = soft[(agent + k) % len(soft)].astype(np.float64)
+        base = np.asarray(soft, dtype=np.float64)  # the one weak teacher's soft labels
         probs = np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1)
         out.append(json.dumps({"dataset": key, "ids": ids, "probs": np.round(probs, 6).tolist(),
                                "seed": k, "method": f"bench-{agent}"}).encode())
