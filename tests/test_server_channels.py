@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -425,3 +426,22 @@ def test_a_runs_researchers_evaluate_concurrently(home: Path, template: Template
         assert used == list(range(1, 21))  # each evaluation saw its own count
         for c in (admin, *agents):
             c.close()
+
+
+def test_probing_split_across_a_runs_tokens_is_flagged(env: Env) -> None:
+    """One flipped prediction at a time, alternating between two tokens of one run: each
+    probe is compared with the run's earlier submissions, not only its own token's."""
+    a, b = _token(env, "pa", "probe-run"), _token(env, "pb", "probe-run")
+    base = np.asarray(env.t.preds[0])
+    sids = []
+    for k in range(4):
+        probe = base.copy()
+        probe[k] = 1 - probe[k]
+        r = env.evaluate((a, b)[k % 2], probe)
+        assert r.status_code == 201
+        sids.append(r.json()["id"])
+    flags = env.client.get(f"{API}/admin/flags", params={"source": "probing"},
+                           headers=env.admin).json()["items"]
+    near = {f["submission"]: f["detail"]["of"] for f in flags if f["kind"] == "near_duplicate"}
+    assert set(near) == set(sids[1:])  # every probe after the first, on either token
+    assert all(near[s] == p for p, s in itertools.pairwise(sids))

@@ -3,7 +3,8 @@
 Pure functions over prediction arrays (workspace test order). A flag is advisory: the
 submission is still scored; the flag goes to the audit log and the admin dashboard.
 
-- ``duplicate``: identical to an earlier submission of the same agent (a fake extra seed).
+- ``duplicate``: identical to an earlier submission of the same agent, or of another
+  researcher of its run (one account: probing split across tokens is still probing).
 - ``near_duplicate``: differs from an earlier submission in only a few predictions
   (at most ``max(3, 0.5% of n)``), or flips only that few hard labels while every other
   probability stays within 1e-3: one-prediction-at-a-time probing.
@@ -43,8 +44,8 @@ def is_hard(p: np.ndarray) -> bool:
 
 
 def inspect(new: np.ndarray, previous: list[tuple[int, np.ndarray]]) -> list[ProbeFlag]:
-    """Flags for ``new`` given the agent's earlier submissions ``(id, predictions)`` on the
-    same dataset, most recent first."""
+    """Flags for ``new`` given the earlier submissions ``(id, predictions)`` of the agent
+    (or of its run) on the same dataset, most recent first."""
     flags: list[ProbeFlag] = []
     n = len(new)
     hard = is_hard(new)

@@ -29,6 +29,7 @@ from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
     AccountRow,
+    Agent,
     AuditEntry,
     Database,
     DatasetRow,
@@ -50,6 +51,7 @@ NOTE = ("public scores are rationed by a Ladder shared by your run: you see the 
 
 SUB = cast(Table, Submission.__table__)
 ACCOUNT = cast(Table, AccountRow.__table__)
+AGENT = cast(Table, Agent.__table__)
 AUDIT = cast(Table, AuditEntry.__table__)
 FLAG = cast(Table, Flag.__table__)
 DATASET = cast(Table, DatasetRow.__table__)
@@ -65,6 +67,12 @@ NTH_IN_HOUR = (select(SUB.c.created).where(SUB.c.agent_id == _agent, SUB.c.creat
 PREVIOUS = (select(SUB.c.id, SUB.c.predictions)
             .where(SUB.c.agent_id == _agent, SUB.c.dataset_key == bindparam("dataset"))
             .order_by(SUB.c.id.desc()).limit(bindparam("window")))
+# A run's researchers share an account: probing split across their tokens is still probing.
+PREVIOUS_RUN = (select(SUB.c.id, SUB.c.predictions)
+                .where(SUB.c.agent_id.in_(select(AGENT.c.id).where(
+                    AGENT.c.run == bindparam("run"))),
+                       SUB.c.dataset_key == bindparam("dataset"))
+                .order_by(SUB.c.id.desc()).limit(bindparam("window")))
 ACCOUNT_ROW = (select(ACCOUNT.c.level, ACCOUNT.c.auroc, ACCOUNT.c.submission_id,
                       ACCOUNT.c.releases, ACCOUNT.c.queries, ACCOUNT.c.dataset_key)
                .where(ACCOUNT.c.account == bindparam("account"),
@@ -154,6 +162,7 @@ class Evaluator:
         c = db.compile
         self.q_usage = c(USAGE)
         self.q_previous = c(PREVIOUS)
+        self.q_previous_run = c(PREVIOUS_RUN)
         self.q_account = c(ACCOUNT_ROW)
         # An account's row is made on its first evaluation, before it is locked and read:
         # two researchers of one run starting at once must not both insert it.
@@ -223,11 +232,11 @@ class Evaluator:
         now = utcnow()
         db, t_now = self.db, self.db.time(now)
         with db.read_conn() as conn:  # outside the write lock: the earlier submissions
-            previous = [
-                (sid, np.frombuffer(old, dtype=np.float32))
-                for sid, old in self.q_previous.run(
-                    conn, agent=who.id, dataset=ds.key, window=self.cfg.probe_window)
-            ]
+            earlier = (self.q_previous_run.run(conn, run=who.run, dataset=ds.key,
+                                               window=self.cfg.probe_window) if who.run
+                       else self.q_previous.run(conn, agent=who.id, dataset=ds.key,
+                                                window=self.cfg.probe_window))
+            previous = [(sid, np.frombuffer(old, dtype=np.float32)) for sid, old in earlier]
         flags = probing.inspect(stored, previous)
         with db.write_conn() as conn:
             total, hour = self.q_usage.run(
