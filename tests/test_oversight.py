@@ -145,8 +145,8 @@ def test_monitor_flags_planted_cheating_and_not_an_honest_run(home: Path, live: 
     assert any("80 numbers" in f.evidence for f in memo)
     assert any(f.finding_id == hard_finding for f in memo)
     assert any(f.submission_id in hard_subs for f in memo)
-    # The server's duplicate flags are mirrored, but equal seeds are no probing pattern.
-    assert len(by["steady"]["duplicate"]) == 4 and "probing_pattern" not in by["steady"]
+    # Equal seeds of a deterministic method are answered as repeats: no flag at all.
+    assert by["steady"] == {}
     near = next(f for f in by["prober"]["near_duplicate"] if f.submission_id == second)
     assert near.source == "probing" and len(by["prober"]["near_duplicate"]) == 2
     assert f"differs from submission {first} in 1 predictions" in near.evidence

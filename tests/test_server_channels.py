@@ -417,8 +417,13 @@ def test_a_runs_researchers_evaluate_concurrently(home: Path, template: Template
         agents = [Client(srv.url, admin.create_token(f"r{k}", run="crowd")["token"])
                   for k in range(4)]
 
+        def distinct(k: int, j: int) -> list[float]:  # exact repeats are not counted
+            p = [float(x) for x in template.soft[(k + j) % 5]]
+            p[0] = 0.25 + 0.01 * (5 * k + j)
+            return p
+
         def work(k: int) -> list[int]:
-            return [agents[k].evaluate(DATASET, template.soft[(k + j) % 5], seed=j)
+            return [agents[k].evaluate(DATASET, distinct(k, j), seed=j)
                     ["account"]["queries_used"] for j in range(5)]
 
         with ThreadPoolExecutor(4) as pool:
@@ -445,3 +450,30 @@ def test_probing_split_across_a_runs_tokens_is_flagged(env: Env) -> None:
     near = {f["submission"]: f["detail"]["of"] for f in flags if f["kind"] == "near_duplicate"}
     assert set(near) == set(sids[1:])  # every probe after the first, on either token
     assert all(near[s] == p for p, s in itertools.pairwise(sids))
+
+
+def test_a_deterministic_methods_repeated_seeds_cost_one_query_and_rank(tight: Env) -> None:
+    """Five seeds of a deterministic method are one prediction vector five times: the
+    repeats are answered from the account's Ladder (no new noise, no query counted), raise
+    no flag, and the result is ranked."""
+    who = _token(tight, "steady", "steady-run")
+    same = [float(x) for x in tight.t.preds[0]]
+    answers, subs = [], []
+    for seed in range(5):
+        r = tight.client.post(f"{API}/evaluations", headers=who, json={
+            "dataset": DATASET, "ids": tight.t.ids, "probs": same, "seed": seed})
+        assert r.status_code == 201, r.text
+        answers.append(r.json())
+        subs.append(r.json()["id"])
+    assert [a["account"]["queries_used"] for a in answers] == [1] * 5
+    assert all(a["public"] == answers[0]["public"] | {"released": a["public"]["released"]}
+               for a in answers)
+    assert [a["public"]["released"] for a in answers][1:] == [False] * 4
+    flags = tight.client.get(f"{API}/admin/flags", headers=tight.admin).json()["items"]
+    assert not [f for f in flags if f["submission"] in subs]
+    assert tight.client.post(f"{API}/findings", headers=who, json={
+        "type": "result", "title": "steady", "dataset": DATASET,
+        "submissions": subs}).status_code == 201
+    board = tight.client.get(f"{API}/leaderboard", params={"dataset": DATASET},
+                             headers=tight.admin).json()
+    assert [e["title"] for e in board["entries"]] == ["steady"]

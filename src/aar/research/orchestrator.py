@@ -454,7 +454,10 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
     server_url = info.get("server")
     srv = None
     if not server_url:
-        srv = LiveServer(admin_token=secrets["admin_token"], datasets=(info["dataset"],))
+        # the run's researchers share one account on the server: its budget is theirs summed
+        budget = (info.get("max_evals") or DEFAULT_MAX_EVALS) * len(info["agents"])
+        srv = LiveServer(admin_token=secrets["admin_token"], datasets=(info["dataset"],),
+                         run_budget=budget)
         srv.start()
         server_url = srv.url
     if cfg.live_view:  # the command line: tell the user where to watch

@@ -4,7 +4,8 @@ Pure functions over prediction arrays (workspace test order). A flag is advisory
 submission is still scored; the flag goes to the audit log and the admin dashboard.
 
 - ``duplicate``: identical to an earlier submission of the same agent, or of another
-  researcher of its run (one account: probing split across tokens is still probing).
+  researcher of its run. The server answers such a repeat from the account's Ladder
+  without a new query (a deterministic method's seeds repeat), so it raises no flag.
 - ``near_duplicate``: differs from an earlier submission in only a few predictions
   (at most ``max(3, 0.5% of n)``), or flips only that few hard labels while every other
   probability stays within 1e-3: one-prediction-at-a-time probing.

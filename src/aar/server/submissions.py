@@ -238,6 +238,11 @@ class Evaluator:
                                                 window=self.cfg.probe_window))
             previous = [(sid, np.frombuffer(old, dtype=np.float32)) for sid, old in earlier]
         flags = probing.inspect(stored, previous)
+        # An exact repeat of an earlier submission of the account (a deterministic method's
+        # seeds) is answered from the account's state: no new noise, no new Ladder query,
+        # so it tells nothing new and is no probing signal.
+        repeat = any(f.kind == "duplicate" for f in flags)
+        flags = [f for f in flags if f.kind != "duplicate"]
         with db.write_conn() as conn:
             total, hour = self.q_usage.run(
                 conn, agent=who.id, since=db.time(now - timedelta(hours=1))).fetchone()
@@ -258,8 +263,8 @@ class Evaluator:
                                     "splits", detail={"account": account,
                                                       "universe": ds.universe,
                                                       "queries": before.queries})
-            state, released = ladder.step(before, pub.accuracy, pub.auroc, -1, self.params,
-                                          z_acc, z_auc)
+            state, released = (before, False) if repeat else ladder.step(
+                before, pub.accuracy, pub.auroc, -1, self.params, z_acc, z_auc)
             if released:
                 release_key = ds.key
             reported = self._reported(state, released, release_key)
