@@ -2,8 +2,8 @@
 
 The sandbox runner starts ``python -I -S landlock.py POLICY_JSON -- CMD...``. This file
 is run as a script, not imported as ``aar.sandbox.landlock``, and uses the standard
-library only: ``-I -S`` skips ``site`` and the environment, so the launcher starts in
-about 10 ms and nothing from the venv runs before the restriction. In order, it
+library only: ``-I -S`` skips ``site`` and the environment, so nothing from the venv runs
+before the restriction (and the interpreter starts in ~20 ms). In order, it
 
 1. moves into fresh user, PID, mount, network and IPC namespaces (``unshare``) when the
    kernel lets an unprivileged process do it, which cuts the network entirely (only a
@@ -25,7 +25,7 @@ about 10 ms and nothing from the venv runs before the restriction. In order, it
    to ABI 7) does not restrict ``connect`` to a UNIX socket *file* such as PostgreSQL's
    or Docker's (``socketpair`` still works); without a network namespace it also refuses
    IPv4/IPv6 sockets other than TCP (UDP, ICMP), which Landlock does not restrict;
-6. ``execv``'s the command, which inherits all of it and cannot undo any of it.
+6. execs the command, which inherits all of it and cannot undo any of it.
 
 Why a launcher instead of a ``preexec_fn``: the parent may run threads (the research
 orchestrator does), and after ``fork`` only async-signal-safe work is safe; ``ctypes``,
