@@ -3,8 +3,11 @@ paired bootstrap over seeds and test examples behind every PGR interval."""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -124,6 +127,18 @@ def gap_ok(gap: Interval) -> bool:
     return math.isfinite(gap.low) and gap.mean >= MIN_GAP and gap.low >= MIN_GAP
 
 
+@functools.lru_cache(maxsize=4)
+def _resample_counts(n: int, n_boot: int, seed: int) -> tuple[np.ndarray, Mapping[str, Any]]:
+    """How often each of ``n`` test examples appears in each of ``n_boot`` resamples: the
+    same resamples for every result on a test set of that size (computed once, read-only),
+    so scoring a leaderboard costs one product per result. Also returns the generator's
+    state after drawing them."""
+    rng = np.random.default_rng([seed, 20261202])
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    counts.flags.writeable = False
+    return counts, rng.bit_generator.state
+
+
 def paired_bootstrap(correct: np.ndarray, weak_correct: np.ndarray,
                      ceiling_correct: np.ndarray, *, n_boot: int = N_BOOT,
                      seed: int = 0) -> PairedBootstrap:
@@ -133,9 +148,10 @@ def paired_bootstrap(correct: np.ndarray, weak_correct: np.ndarray,
     wk = np.asarray(weak_correct, dtype=np.float64)
     cl = np.asarray(ceiling_correct, dtype=np.float64)
     s, n = c.shape
-    rng = np.random.default_rng([seed, 20261202])
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    counts, after = _resample_counts(n, n_boot, seed)
     acc_rows = counts @ c.T / n  # (B, seeds): each seed's accuracy on each resample
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = after  # the seeds' resampling continues the same stream
     pick = rng.integers(0, s, size=(n_boot, s))
     acc_b = np.take_along_axis(acc_rows, pick, axis=1).mean(axis=1)
     weak_b, ceil_b = counts @ wk / n, counts @ cl / n
