@@ -27,7 +27,8 @@ def best_baseline(dataset: str, seeds: int) -> dict[str, float | str]:
     t0 = time.perf_counter()
     rows = sweep(dataset, None, tuple(range(seeds)), weak, strong)
     top = rows[0]
-    return {"method": top["method"], "pgr": top["pgr"]["mean"], "ci95": top["pgr"]["ci95"],
+    return {"method": top["method"], "pgr": top["pgr"]["mean"], "low": top["pgr"]["low"],
+            "high": top["pgr"]["high"],
             "seconds": round(time.perf_counter() - t0, 1),
             "all": {r["method"]: round(r["pgr"]["mean"], 4) for r in rows}}
 
@@ -55,12 +56,14 @@ def main() -> None:
     print(f"dataset {info['dataset']} ({info['weak']} -> {info['strong']}), run {info['run_id']}")
     if base is not None:
         print(f"best library method (aar baselines, {args.seeds} seeds): {base['method']} "
-              f"PGR {base['pgr']:.3f} ± {base['ci95']:.3f}  [{base['seconds']} s]")
+              f"PGR {base['pgr']:.3f} [{base['low']:.3f}, {base['high']:.3f}]  "
+              f"[{base['seconds']} s]")
         print(f"  all methods: {json.dumps(base['all'])}")
     if b:
+        pub, priv = b["public_pgr_ci"], b["private_pgr_ci"]
         print(f"best research result: finding #{b['finding']} by {b['author']}: public PGR "
-              f"{b['public_pgr']:.3f} ± {b['public_pgr_se'] or 0:.3f} (SE), private PGR "
-              f"{b['private_pgr']:.3f}")
+              f"{pub['mean']:.3f} [{pub['low']:.3f}, {pub['high']:.3f}], private PGR "
+              f"{priv['mean']:.3f} [{priv['low']:.3f}, {priv['high']:.3f}]")
         print(f"  {b['title']}")
     print(f"time {s['minutes']} min, {s['evaluations']} evaluations, {s['results']} ranked "
           f"results from {len(s['authors_with_results'])} researchers, "
