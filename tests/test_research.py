@@ -160,6 +160,7 @@ def test_builtin_researchers_build_on_each_other(home: Path, tmp_path: Path) -> 
     info = research(cfg, observers=[lambda _p, ev: seen.append(ev)], run_id="two")
     s = info["summary"]
     names = [a["name"] for a in info["agents"]]
+    assert info["sandbox"]["isolated"] is (info["sandbox"]["mode"] != "subprocess")
     assert set(s["authors_with_results"]) == set(names)
     assert s["best"]["public_pgr"] > s["best_reference"]["pgr"]  # server-scored, vs vanilla
     assert s["best_reference"]["name"] == "method vanilla"

@@ -31,6 +31,7 @@ from aar.client import Client
 from aar.errors import AarError
 from aar.research.directions import Direction, load_directions
 from aar.research.layout import AgentStatus, RunPaths, now_iso
+from aar.sandbox import isolation_report
 from aar.util import atomic_write_json
 
 Observer = Callable[[RunPaths, dict[str, Any]], None]
@@ -403,6 +404,8 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
         "agents": [{"name": n, "direction": d.slug, "title": d.title,
                     "families": list(d.families), "text": d.text} for n, d in agents],
         "elapsed_s": 0.0,
+        # which isolation the researchers' code gets here (an unsafe mode says so)
+        "sandbox": isolation_report().to_dict(),
     }
     admin = (os.environ.get("AAR_ADMIN_TOKEN") if cfg.server else None) \
         or "aar_" + pysecrets.token_urlsafe(32)
