@@ -334,7 +334,9 @@ def test_admins_see_verification_tables_agents_do_not(site: Site) -> None:
         "run": "run-7", "dataset": DATASET, "t": "2026-12-01T18:00:00+00:00", "rows": [
             {"finding": site.result, "title": "kNN smoothing", "author": "alice",
              "cells": {"public (seen)": cell, "held-out math": {**cell, "mean": 0.12},
-                       "re-split": {"error": "timeout"}},
+                       "re-split": {"error": "timeout"},
+                       "private (unbiased)": {"mean": 0.8, "low": 0.7, "high": 0.91},
+                       "pair l3->minilm": {"mean": None, "status": "gap too small"}},
              "reproduces": False, "gap": 0.29},
             {"finding": 99, "error": "finding 99 has no code snapshot to re-run"}]}))
     (run.parent / "broken").mkdir()
@@ -344,6 +346,7 @@ def test_admins_see_verification_tables_agents_do_not(site: Site) -> None:
     page = c.get("/leaderboard").text
     assert "Verification · run run-7" in page and "held-out math" in page
     assert "0.12 ± 0.05" in page and ">NO<" in page and "no code snapshot" in page
+    assert "0.80 [0.70, 0.91]" in page and "gap too small" in page
     c.cookies.clear()
     login(c, site.bob)
     assert "Verification" not in c.get("/leaderboard").text

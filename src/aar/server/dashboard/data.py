@@ -236,9 +236,14 @@ def _cell(cell: Any) -> str:
         return ""
     if cell.get("error"):
         return "error"
-    mean, ci = finite(cell.get("mean")), finite(cell.get("ci95"))
+    if cell.get("status") == "gap too small":
+        return "gap too small"
+    mean, low, high = finite(cell.get("mean")), finite(cell.get("low")), finite(cell.get("high"))
     if mean is None:
         return "n/a"
+    if low is not None and high is not None:  # the paired-bootstrap interval
+        return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    ci = finite(cell.get("ci95"))  # files written before intervals
     return f"{mean:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
 
 
