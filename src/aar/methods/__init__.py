@@ -145,6 +145,47 @@ def load_method_file(path: Path) -> list[str]:
     return new
 
 
+def declared_transductive(code: str, method_name: str | None = None) -> bool | None:
+    """Whether a method file's method declares ``@method(name, transductive=True)``, read
+    from its source without importing it (trusted code never runs method code). The
+    method is ``method_name``, else the first registered name in sorted order (the one the
+    sandbox worker runs). None when it cannot be told: a computed flag or ``**kwargs``,
+    unparsable code, no ``@method``."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    decls: list[tuple[str | None, bool | None]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for dec in node.decorator_list:
+            f = dec.func if isinstance(dec, ast.Call) else None
+            if not isinstance(dec, ast.Call) or not (
+                    (isinstance(f, ast.Name) and f.id == "method")
+                    or (isinstance(f, ast.Attribute) and f.attr == "method")):
+                continue
+            arg = dec.args[0] if dec.args else None
+            name = arg.value if isinstance(arg, ast.Constant) and isinstance(
+                arg.value, str) else None
+            flag: bool | None = False
+            for kw in dec.keywords:
+                if kw.arg is None:  # **kwargs: cannot tell
+                    flag = None
+                elif kw.arg == "transductive":
+                    value = kw.value.value if isinstance(kw.value, ast.Constant) else None
+                    flag = value if isinstance(value, bool) else None
+            decls.append((name, flag))
+    names = sorted(n for n, _ in decls if n is not None)
+    chosen = method_name if method_name is not None else (names[0] if names else None)
+    flags = [flag for n, flag in decls if n is None or n == chosen]
+    if not flags or None in flags:
+        return None
+    return any(flags)
+
+
 def resolve_method(ref: str) -> MethodSpec:
     """A registered name, or ``path/to/file.py`` (optionally ``file.py:name``)."""
     if ".py:" in ref:

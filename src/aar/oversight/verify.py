@@ -36,7 +36,6 @@ directory.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import math
@@ -54,6 +53,7 @@ from aar.data.canary import base_ref
 from aar.data.splits import PRIVATE, PUBLIC
 from aar.data.store import Workspace
 from aar.errors import AarError
+from aar.methods import declared_transductive
 from aar.oversight.monitor import read_method
 from aar.research.layout import RunPaths, now_iso
 from aar.util import atomic_write_json
@@ -224,36 +224,6 @@ def fresh_seeds(used: list[int], n: int) -> list[int]:
             out.append(s)
         s += 1
     return out
-
-
-def declared_transductive(code: str) -> bool | None:
-    """Whether the first method a file registers declares ``transductive=True``, read
-    from its source without running it (trusted code never imports a snapshot): True,
-    False, or None when it cannot be told (a computed flag, unparsable code)."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return None
-    decorated = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
-    for node in sorted(decorated, key=lambda n: n.lineno):
-        for dec in node.decorator_list:
-            if not (isinstance(dec, ast.Call) and _name(dec.func) == "method"):
-                continue
-            for kw in dec.keywords:
-                if kw.arg == "transductive":
-                    if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, bool):
-                        return kw.value.value
-                    return None
-                if kw.arg is None:  # **kwargs: cannot tell
-                    return None
-            return False
-    return None
-
-
-def _name(node: ast.AST) -> str:
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return node.id if isinstance(node, ast.Name) else ""
 
 
 def reuse_features(src: Workspace, dst: Workspace, encoder: str) -> int:

@@ -138,37 +138,11 @@ def check_seeds(seeds: list[Any]) -> list[int]:
 
 
 def declared_transductive(path: Path, method_name: str | None = None) -> bool:
-    """Whether the method file declares ``@method(name, transductive=True)``, read from
-    its source without importing it (method code runs only in the sandbox). The method is
-    ``method_name``, else the first name in sorted order (as the sandbox worker picks).
-    A flag that is not a literal (computed, or from **kwargs) counts as transductive."""
-    import ast
+    """Whether the method file declares itself transductive; where its source cannot tell
+    (a computed flag, ``**kwargs``), it counts as transductive."""
+    from aar.methods import declared_transductive as declared
 
-    try:
-        tree = ast.parse(path.read_text(errors="replace"))
-    except SyntaxError:
-        return False  # the sandbox run reports the error
-    decls: list[tuple[str | None, bool]] = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        for dec in node.decorator_list:
-            if not isinstance(dec, ast.Call):
-                continue
-            f = dec.func
-            if not ((isinstance(f, ast.Name) and f.id == "method")
-                    or (isinstance(f, ast.Attribute) and f.attr == "method")):
-                continue
-            arg = dec.args[0] if dec.args else None
-            name = arg.value if isinstance(arg, ast.Constant) and isinstance(
-                arg.value, str) else None
-            flag = any(kw.arg in ("transductive", None) and not (
-                isinstance(kw.value, ast.Constant) and kw.value.value in (False, None))
-                for kw in dec.keywords)  # kw.arg None: **kwargs, unknown
-            decls.append((name, flag))
-    names = sorted(n for n, _ in decls if n is not None)
-    chosen = method_name if method_name is not None else (names[0] if names else None)
-    return any(flag for n, flag in decls if n is None or n == chosen)
+    return declared(path.read_text(errors="replace"), method_name) is not False
 
 
 def _max_pgr(answers: list[dict[str, Any]]) -> float | None:
