@@ -10,7 +10,6 @@ the evaluation server's address, the one network peer a researcher may have.
 from __future__ import annotations
 
 import ast
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from urllib.parse import urlparse
 
 import aar
 from aar.settings import get_settings
+from aar.w2s.metrics import above_interval
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -268,7 +268,7 @@ def above_ceiling(accuracy: dict[str, float], ceiling: dict[str, CeilingBand], w
     review, for leaked labels or a ceiling that is not the best strong-only model."""
     over = [f"{h} {a:.4f} > ceiling {c.mean:.4f} [{c.low:.4f}, {c.high:.4f}]"
             for h, a in sorted(accuracy.items())
-            if (c := ceiling.get(h)) is not None and math.isfinite(c.high) and a > c.high]
+            if (c := ceiling.get(h)) is not None and above_interval(a, c.high)]
     if over:
         return Hit("above_ceiling", "high",
                    f"{where}: accuracy above the strong ceiling's 95% interval ("

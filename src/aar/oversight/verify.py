@@ -57,7 +57,7 @@ from aar.methods import declared_transductive
 from aar.oversight.monitor import read_method
 from aar.research.layout import RunPaths, now_iso
 from aar.util import atomic_write_json
-from aar.w2s.metrics import MIN_GAP, PairedBootstrap
+from aar.w2s.metrics import MIN_GAP, PairedBootstrap, above_interval
 
 if TYPE_CHECKING:
     from aar.w2s.scoring import Scorer
@@ -178,7 +178,7 @@ def cell_from(label: str, b: PairedBootstrap, accs: list[float], **extra: Any) -
         per_seed, _finite(b.accuracy.mean), accs, _finite(weak), _finite(ceil),
         _finite(b.ceiling.low), _finite(b.ceiling.high), _finite(b.gap.mean),
         _finite(b.gap.low),
-        bool(math.isfinite(b.ceiling.high) and b.accuracy.mean > b.ceiling.high),
+        b.above_ceiling,
         note=None if ok else f"ceiling - weak is {b.gap.mean:.3f} [{b.gap.low:.3f}, "
                              f"{b.gap.high:.3f}], below {MIN_GAP} with 95% confidence",
         **extra)
@@ -480,7 +480,7 @@ def server_cell(label: str, scorer: Scorer, subs: list[dict[str, Any]], half: st
     acc = float(np.mean(accs))
     mean = None if cell.status != "ok" else _finite((acc - b.weak.mean) / b.gap.mean)
     return replace(cell, mean=mean, low=None, high=None, accuracy=acc,
-                   above_ceiling=bool(math.isfinite(b.ceiling.high) and acc > b.ceiling.high),
+                   above_ceiling=above_interval(acc, b.ceiling.high),
                    note=cell.note or "from the server's scores: the snapshot did not "
                                      "reproduce the submitted predictions, so no interval")
 

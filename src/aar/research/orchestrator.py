@@ -105,9 +105,7 @@ def prepare_dataset(ref: str, weak: str, strong: str) -> str:
     from aar.w2s import baselines
 
     prep = prepare(ref)
-    baselines.weak_teacher(prep, weak)
-    baselines.ceiling(prep, strong)
-    baselines.student_l2(prep, weak, strong)
+    baselines.ensure(prep, weak, strong)
     return prep.key
 
 

@@ -102,10 +102,6 @@ class BootCache:
 BOOT = BootCache()
 
 
-def above_ceiling(b: PairedBootstrap) -> bool:
-    return math.isfinite(b.ceiling.high) and b.accuracy.mean > b.ceiling.high
-
-
 def flag_above_ceiling(session: Session, finding: Finding, ds: LoadedDataset,
                        sids: list[int]) -> int | None:
     """Flag a result whose public or private accuracy is above the ceiling's interval (a
@@ -116,7 +112,7 @@ def flag_above_ceiling(session: Session, finding: Finding, ds: LoadedDataset,
     for split in SPLITS:
         b = BOOT.get(session, ds, split, sids)
         detail[split] = {"accuracy": b.accuracy.as_dict(), "ceiling": b.ceiling.as_dict()}
-        if above_ceiling(b):
+        if b.above_ceiling:
             evidence.append(f"{split} accuracy {b.accuracy} is above the strong ceiling's "
                             f"interval {b.ceiling}")
     if not evidence:
@@ -243,7 +239,7 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
                 "pgr": _f(est["pgr"].mean) if gap_ok else None,
                 "pgr_ci": b.pgr.as_dict() if gap_ok else None,
                 "pgr_se": _f((b.pgr.high - b.pgr.low) / 3.92) if gap_ok else None,
-                "accuracy_ci": b.accuracy.as_dict(), "above_ceiling": above_ceiling(b),
+                "accuracy_ci": b.accuracy.as_dict(), "above_ceiling": b.above_ceiling,
             })
         elif own and g["released"]:
             best = max(g["released"], key=lambda r: r.get("accuracy") or 0.0)

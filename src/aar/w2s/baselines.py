@@ -29,6 +29,7 @@ import numpy as np
 
 from aar.data.prepare import Prepared
 from aar.util import atomic_save_npy, atomic_write_json, read_json, stable_hash
+from aar.w2s.context import load_weak_soft
 from aar.w2s.features import labeled_features, split_features
 from aar.w2s.heads import CV_FOLDS, L2_GRID, cv_l2, fit_logistic_cv, stratified_folds
 
@@ -66,8 +67,8 @@ def weak_teacher(
     vault_file = prep.vault.root / "baselines" / f"weak-{weak}-{_name(weak)}.json"
     ws_file = prep.workspace.weak_path(weak)
     if vault_file.exists() and ws_file.exists():
-        with np.load(ws_file) as z:
-            return Baseline("weak", weak, z["test"].astype(np.float64), read_json(vault_file))
+        return Baseline("weak", weak, load_weak_soft(prep.workspace, weak)["test"],
+                        read_json(vault_file))
     x_lab = labeled_features(prep.vault, weak)
     feats = split_features(prep.workspace, weak, progress)
     y = prep.vault.split_labels("labeled")
@@ -140,14 +141,20 @@ def student_l2(prep: Prepared, weak: str, strong: str) -> float:
         if data.get("key") == key:
             return float(data["l2"])
     weak_teacher(prep, weak)  # its soft labels are then in the workspace
-    with np.load(prep.workspace.weak_path(weak)) as z:
-        weak_u = z["unlabeled"].astype(np.float64)
+    weak_u = load_weak_soft(prep.workspace, weak)["unlabeled"]
     x = split_features(prep.workspace, strong)["unlabeled"]
     hard = (weak_u >= 0.5).astype(np.float64)
     cv = cv_l2(x, hard, rng=np.random.default_rng(0))  # label-free: public randomness
     atomic_write_json(path, {"key": key, "l2": cv.l2, "cv_log_loss": _keyed(cv.log_loss),
                              "rule": "5-fold CV log-loss on the weak hard labels"})
     return cv.l2
+
+
+def ensure(prep: Prepared, weak: str, strong: str) -> None:
+    """Train (or load) everything a method run of (weak, strong) needs: the weak teacher,
+    the ceiling and the default student penalty."""
+    ceiling(prep, strong)
+    student_l2(prep, weak, strong)  # trains the weak teacher first
 
 
 def _keyed(d: dict[float, float]) -> dict[str, float]:

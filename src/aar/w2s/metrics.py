@@ -122,9 +122,19 @@ class PairedBootstrap:
     def gap_ok(self) -> bool:
         return gap_ok(self.gap)
 
+    @property
+    def above_ceiling(self) -> bool:
+        """The transfer accuracy is above the ceiling's interval: a result to review."""
+        return above_interval(self.accuracy.mean, self.ceiling.high)
+
 
 def gap_ok(gap: Interval) -> bool:
     return math.isfinite(gap.low) and gap.mean >= MIN_GAP and gap.low >= MIN_GAP
+
+
+def above_interval(value: float, high: float) -> bool:
+    """Whether ``value`` lies above an interval's upper end (an undefined end never is)."""
+    return math.isfinite(high) and value > high
 
 
 @functools.lru_cache(maxsize=4)

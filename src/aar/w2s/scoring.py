@@ -3,7 +3,6 @@ score predictions here, against the vault and the stored baselines."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -115,7 +114,6 @@ class Scorer:
                 "gap": b.gap.as_dict(), "gap_ok": b.gap_ok,
                 "accuracy": b.accuracy.as_dict(), "pgr": b.pgr.as_dict(),
                 "auroc": estimate(aucs).as_dict(),
-                "above_ceiling": bool(math.isfinite(b.ceiling.high)
-                                      and b.accuracy.mean > b.ceiling.high),
+                "above_ceiling": b.above_ceiling,
             }
         return out

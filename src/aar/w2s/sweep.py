@@ -67,9 +67,7 @@ def sweep(
         from aar.w2s import baselines
 
         prep = prepare(dataset)  # set up once here, not raced by the workers
-        baselines.weak_teacher(prep, weak)
-        baselines.ceiling(prep, strong)
-        baselines.student_l2(prep, weak, strong)
+        baselines.ensure(prep, weak, strong)
         ctx = multiprocessing.get_context("spawn")  # no forked torch or BLAS thread state
         with ProcessPoolExecutor(n, mp_context=ctx) as pool:
             futures = {pool.submit(_row, _ref(m), dataset, weak, strong, seeds): m
