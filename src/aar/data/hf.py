@@ -6,7 +6,9 @@ the testbed itself never needs it. ``owner/name`` may also be a local folder of 
 the ``train`` split is used, or the only split there is.
 
 Columns: records in one of the ``jsonl`` reference formats (``question``/``choice``/``label``
-or ``prompt``/``first``/``second``/``label``) are converted the same way as there.
+or ``prompt``/``first``/``second``/``label``) are converted the same way as there; their
+rows without a label (missing or ``-1``) are dropped. For HelpSteer2/3, RewardBench 2 and
+RM-Bench use the dedicated datasets (``aar.data.preference_hub``).
 Otherwise the text column is the first of ``text, sentence, content, review, document,
 question, input, prompt`` that holds strings (else the string column with the longest
 texts), and the label column is the first of ``label, labels, target, y, class, answer``
@@ -23,7 +25,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aar.data.jsonl import dedupe, detect_format, record_text_label
+from aar.data.jsonl import (
+    dedupe,
+    detect_format,
+    is_unlabelled,
+    record_group,
+    record_text_label,
+)
 from aar.data.registry import Built, Example, SplitSizes, dataset, opaque_id
 from aar.errors import AarError
 
@@ -132,13 +140,14 @@ def examples_from_columns(columns: Mapping[str, Sequence[Any]], source: str) -> 
     if fmt is not None:
         for i in range(n):
             record = {c: v[i] for c, v in columns.items()}
-            if record.get("label") is None:
+            if is_unlabelled(record):
                 continue
             try:
                 text, label = record_text_label(record, fmt)
+                group = record_group(record)
             except ValueError as e:
                 raise AarError(f"{source}, row {i}: {e}") from None
-            examples.append(Example(opaque_id(NAME, f"{source}/{ids[i]}"), text, label))
+            examples.append(Example(opaque_id(NAME, f"{source}/{ids[i]}"), text, label, group))
         return dedupe(examples)
     # A conventionally named label column wins; then the text column; then any label.
     named = next((c for c in LABEL_COLUMNS
