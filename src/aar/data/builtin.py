@@ -6,6 +6,7 @@ from aar.data import (  # noqa: F401
     hf,
     jsonl,
     math_champ,
+    pair_tasks,
     preference_hub,
     sentiment,
     synthetic,

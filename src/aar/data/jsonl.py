@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aar.data.pairs import pair_text
 from aar.data.registry import Built, Example, SplitSizes, dataset, opaque_id
 from aar.errors import AarError
 
@@ -111,9 +112,6 @@ def _text_field(record: Mapping[str, Any], key: str) -> str:
     return value.strip()
 
 
-def preference_text(prompt: str, first: str, second: str) -> str:
-    """The text of one preference pair (the one place its layout is written)."""
-    return f"{prompt.strip()}\nResponse A: {first.strip()}\nResponse B: {second.strip()}".strip()
 
 
 def record_text_label(record: Mapping[str, Any], fmt: str) -> tuple[str, int]:
@@ -131,7 +129,7 @@ def record_text_label(record: Mapping[str, Any], fmt: str) -> tuple[str, int]:
     if fmt == "binary":
         text = f"{_text_field(record, 'question')}\n{_text_field(record, 'choice')}"
         return text.strip(), binary_label(record["label"])
-    text = preference_text(_text_field(record, "prompt"), _text_field(record, "first"),
+    text = pair_text(_text_field(record, "prompt"), _text_field(record, "first"),
                            _text_field(record, "second"))
     return text, preference_label(record["label"])
 

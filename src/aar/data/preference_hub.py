@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from aar.data.jsonl import dedupe, preference_text
+from aar.data.jsonl import dedupe
+from aar.data.pairs import pair_text
 from aar.data.registry import Built, Example, SplitSizes, dataset, opaque_id
 from aar.errors import AarError
 
@@ -182,7 +183,7 @@ def pairs_to_examples(pairs: Sequence[Pair], name: str, seed: int = SEED) -> lis
         first_wins = bool(r < (len(kept) + 1) // 2)
         first, second = ((pair.chosen, pair.rejected) if first_wins
                          else (pair.rejected, pair.chosen))
-        text = preference_text(pair.prompt, first, second)
+        text = pair_text(pair.prompt, first, second)
         examples.append(Example(opaque_id(name, pair.key), text, int(first_wins),
                                 prompt_group(name, pair.prompt)))
     return dedupe(examples)

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from aar.data.packages import ensure_package
+from aar.data.pairs import is_pairwise
 from aar.data.registry import Built, SplitSizes, parse_dataset
 from aar.data.splits import make_splits
 from aar.data.store import Vault, Workspace
@@ -40,7 +41,7 @@ class Prepared:
 
 
 # Bump when what the vault or the workspace holds changes: datasets are prepared anew.
-LAYOUT = "2"  # 2: the labeled split lives in the vault only; the vault holds a secret
+LAYOUT = "3"  # 2: the labeled split only in the vault, which holds a secret; 3: pairwise
 
 
 def _request_key(ref: str, version: str, sizes: SplitSizes, seed: int) -> str:
@@ -111,8 +112,10 @@ def _write(name: str, key: str, built: Built, sizes: SplitSizes, seed: int) -> N
     balance = {
         s: {"n": len(v), "positive": sum(labels[i] for i in v)} for s, v in splits.ids.items()
     }
+    pairwise = is_pairwise([ex.text for ex in examples])
     vault = Vault(key)
-    vault.write(labels, splits.ids, {"dataset": name, "balance": balance, "seed": seed},
+    vault.write(labels, splits.ids,
+                {"dataset": name, "balance": balance, "seed": seed, "pairwise": pairwise},
                 {i: by_id[i].text for i in splits.ids["labeled"]})
     test = sorted(splits.ids["test_public"] + splits.ids["test_private"])
     order = {"unlabeled": splits.ids["unlabeled"], "test": test}
@@ -127,6 +130,6 @@ def _write(name: str, key: str, built: Built, sizes: SplitSizes, seed: int) -> N
         for enc, arr in built.features.items():
             put_features(enc, texts, arr[rows])
             put_features(enc, lab_texts, arr[lab], root=vault.features_dir)
-    ws.write(records, {"dataset": name, "key": key,
+    ws.write(records, {"dataset": name, "key": key, "pairwise": pairwise,
                        "sizes": {"labeled": len(splits.ids["labeled"]),
                                  **{s: len(v) for s, v in order.items()}}})

@@ -1,3 +1,3 @@
 """Imports every built-in encoder module so that each registers itself."""
 
-from aar.models import onnx_l3, precomputed, sentence, smollm  # noqa: F401
+from aar.models import lm_encoders, onnx_l3, precomputed, sentence  # noqa: F401

@@ -44,9 +44,24 @@ def put_features(encoder: str, texts: list[str], arr: np.ndarray,
 
 def get_features(
     encoder: str, texts: list[str], progress: Progress | None = None,
-    root: Path | None = None,
+    root: Path | None = None, *, pairwise: bool = False,
 ) -> np.ndarray:
-    """float32 (len(texts), dim): from the cache, else encoded now and cached."""
+    """float32 (len(texts), dim): from the cache, else encoded now and cached. For a
+    pairwise dataset (``aar.data.pairs``) a row is ``f(prompt + first) - f(prompt + second)``;
+    the halves are what is encoded and cached."""
+    if pairwise:
+        from aar.data.pairs import split_pair
+
+        halves = [split_pair(t) for t in texts]
+        if any(h is None for h in halves):
+            raise AarError(f"encoder {encoder}: a text of this pairwise dataset is not a pair")
+        # a response may sit in several pairs: each distinct half is encoded once
+        unique = sorted({x for h in halves if h is not None for x in h})
+        row = {x: i for i, x in enumerate(unique)}
+        feats = get_features(encoder, unique, progress, root)
+        first = [row[h[0]] for h in halves if h is not None]
+        second = [row[h[1]] for h in halves if h is not None]
+        return feats[first] - feats[second]
     spec = parse_encoder(encoder)
     path = features_path(spec, texts, root)
     if path.exists():

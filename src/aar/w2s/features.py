@@ -15,7 +15,8 @@ def split_features(
     """Features of the workspace's splits (``unlabeled`` and ``test``), by split."""
     from aar.models.cache import get_features
 
-    arr = get_features(encoder, ws.all_texts(), progress=progress)
+    arr = get_features(encoder, ws.all_texts(), progress=progress,
+                       pairwise=bool(ws.manifest.get("pairwise")))
     out: dict[str, np.ndarray] = {}
     start = 0
     for split in WORKSPACE_SPLITS:
@@ -32,4 +33,4 @@ def labeled_features(
     from aar.models.cache import get_features
 
     return get_features(encoder, vault.labeled_texts(), progress=progress,
-                        root=vault.features_dir)
+                        root=vault.features_dir, pairwise=bool(vault.meta.get("pairwise")))
