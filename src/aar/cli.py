@@ -47,14 +47,31 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=err, transient=False)
 
 
-def _parse_params(items: list[str]) -> dict[str, str]:
+def _parse_params(items: list[str], flag: str = "--param") -> dict[str, str]:
     out = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise AarError(f"bad --param {item!r}: use --param NAME=VALUE")
+            raise AarError(f"bad {flag} {item!r}: use {flag} NAME=VALUE")
         out[key] = value
     return out
+
+
+def _lora_settings(preset: str | None, overrides: dict[str, str],
+                   strong: str | None) -> dict[str, Any]:
+    """The resolved LoRA config of ``--student lora`` (as recorded in the run)."""
+    import importlib.util
+
+    if strong:
+        raise AarError("--strong names the head student's encoder; with --student lora the "
+                       "strong model is the preset's (change it with --lora strong=NAME)")
+    missing = [m for m in ("peft", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise AarError(f"--student lora needs {', '.join(missing)}: pip install "
+                       f"{' '.join(missing)} (or reinstall aar)")
+    from aar.w2s.lora import preset as lora_preset
+
+    return lora_preset(preset or "offline", overrides).as_dict()
 
 
 @app.command()
@@ -163,6 +180,16 @@ def run_cmd(
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="method hyperparameter NAME=VALUE (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
+    student: Annotated[str, typer.Option(
+        help="head (logistic head on strong features) or lora (fine-tune a causal LM)")] = "head",
+    preset: Annotated[str | None, typer.Option(
+        help="LoRA model pair and settings: offline (packaged qwen0.5b/qwen1.5b, default) "
+             "or reference (Qwen1.5-0.5B-Chat/Qwen3-4B-Base)")] = None,
+    lora_set: Annotated[list[str] | None, typer.Option(
+        "--lora", help="LoRA setting NAME=VALUE, e.g. --lora epochs=2 (repeatable)")] = None,
+    weak_trainer: Annotated[str, typer.Option(
+        help="weak teacher with --student lora: head (the weak encoder's) or lora "
+             "(the preset's weak LM fine-tuned on the labeled split)")] = "head",
 ) -> None:
     """Run a method over seeds and print weak, transfer, ceiling and PGR with 95% intervals."""
     from aar.w2s.runner import RunConfig, run
@@ -170,7 +197,14 @@ def run_cmd(
     if seeds < 1:
         raise AarError("--seeds must be at least 1")
     w, s = _encoders(dataset, weak, strong)
-    rec = run(RunConfig(method, dataset, w, s, tuple(range(seeds)), _parse_params(param or [])))
+    lora: dict[str, Any] = {}
+    if student == "lora":
+        lora = _lora_settings(preset, _parse_params(lora_set or [], "--lora"), strong)
+    elif preset or lora_set or weak_trainer != "head":
+        raise AarError("--preset, --lora and --weak-trainer belong to --student lora")
+    cfg = RunConfig(method, dataset, w, s, tuple(range(seeds)), _parse_params(param or []),
+                    student, lora, weak_trainer)
+    rec = run(cfg, (lambda m: err.print(f"[dim]{m}[/]")) if student == "lora" else None)
     if as_json:
         print(json.dumps(_brief(rec), indent=1))
     else:

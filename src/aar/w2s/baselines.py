@@ -23,15 +23,17 @@ Everything here is trusted code: it reads the vault.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from aar.data.prepare import Prepared
+from aar.errors import AarError
 from aar.util import atomic_save_npy, atomic_write_json, read_json, stable_hash
 from aar.w2s.context import load_weak_soft
 from aar.w2s.features import labeled_features, split_features
 from aar.w2s.heads import CV_FOLDS, L2_GRID, cv_l2, fit_logistic_cv, stratified_folds
+from aar.w2s.lora import LoraConfig, question_for, subset, train_lora
 
 BASELINE_VERSION = "3"  # 3: tuned by cross-validation on the whole split, no bootstrap
 GD_CANDIDATES: tuple[dict[str, int | float], ...] = (
@@ -160,3 +162,126 @@ def ensure(prep: Prepared, weak: str, strong: str) -> None:
 def _keyed(d: dict[float, float]) -> dict[str, float]:
     return {f"{k:g}": v for k, v in d.items()}
 
+
+
+# --------------------------------------------------------------------------- LoRA baselines
+# For ``--student lora``: the ceiling is the strong language model LoRA-fine-tuned on the
+# true labels of ``unlabeled``; the weak teacher is the encoder head above, or (weak
+# trainer ``lora``) the weak language model LoRA-fine-tuned on the ``labeled`` split.
+# Keyed by their LoRA settings (``lora-`` names), so they never mix with the head ones.
+# On a subset (CPU sizes), every split is the same public, label-free subset of ids.
+
+LORA_VERSION = "1"
+LORA_SUBSET_SALT = "aar-lora-subset"
+
+
+@dataclass(frozen=True)
+class LoraBaselines:
+    """What a LoRA-student run is scored against, on its subsets of the workspace.
+
+    ``positions``: split -> positions of the run's examples in the workspace split;
+    ``weak_soft``: split -> the weak teacher's P(y=1) on them (all a method sees);
+    ``test_ids``: the test ids scored, in workspace order."""
+
+    positions: dict[str, np.ndarray]
+    weak_soft: dict[str, np.ndarray]
+    test_ids: list[str]
+    weak: Baseline
+    ceiling: Baseline
+
+
+def lora_positions(prep: Prepared, cfg: LoraConfig) -> dict[str, np.ndarray]:
+    ws = prep.workspace
+    return {s: subset(ws.ids(s), getattr(cfg, f"{s}_size"), f"{LORA_SUBSET_SALT}:{s}")
+            for s in ("unlabeled", "test")}
+
+
+def _lora_name(role: str, cfg: LoraConfig, question: str, *drop: str) -> str:
+    return "lora-" + stable_hash([LORA_VERSION, role, cfg.key(*drop), question], 10)
+
+
+def _vault_seed(prep: Prepared, *purpose: str) -> int:
+    return int(_rng(prep, *purpose).integers(2**31))
+
+
+def lora_ceiling(prep: Prepared, cfg: LoraConfig, question: str,
+                 log: Callable[[str], None] | None = None) -> Baseline:
+    """Train (or load) the LoRA ceiling: ``cfg.strong`` fine-tuned (cross-entropy) on the
+    true labels of the run's ``unlabeled`` examples; its test predictions stay in the vault."""
+    cfg = replace(cfg, loss="xent")
+    name = _lora_name("ceiling", cfg, question, "weak", "labeled_size", "logconf_alpha",
+                      "logconf_warmup")
+    base = prep.vault.root / "baselines" / f"ceiling-{name}"
+    if base.with_suffix(".json").exists() and base.with_suffix(".npy").exists():
+        return Baseline("ceiling", cfg.strong, np.load(base.with_suffix(".npy")),
+                        read_json(base.with_suffix(".json")))
+    pos = lora_positions(prep, cfg)
+    ws = prep.workspace
+    texts = [ws.texts("unlabeled")[k] for k in pos["unlabeled"]]
+    y = prep.vault.split_labels("unlabeled")[pos["unlabeled"]].astype(np.float64)
+    if log:
+        log(f"LoRA ceiling: fine-tuning {cfg.strong} on {len(texts)} true labels")
+    pred = train_lora(cfg, cfg.strong, texts, y, seed=_vault_seed(prep, "ceiling", name),
+                      question=question, log=log)
+    probs = pred.predict_texts([ws.texts("test")[k] for k in pos["test"]])
+    choice: dict[str, object] = {"trainer": "lora", "model": cfg.strong, "config": cfg.as_dict(),
+                                 "question": question, "n_train": len(texts),
+                                 "final_loss": pred.history[-1]}
+    atomic_save_npy(base.with_suffix(".npy"), probs)
+    atomic_write_json(base.with_suffix(".json"), choice)
+    return Baseline("ceiling", cfg.strong, probs, choice)
+
+
+def lora_weak_teacher(prep: Prepared, cfg: LoraConfig, question: str,
+                      log: Callable[[str], None] | None = None) -> tuple[str, Baseline]:
+    """Train (or load) the LoRA weak teacher: ``cfg.weak`` fine-tuned on the ``labeled``
+    split's true labels (a vault-seeded subset of ``labeled_size``), its soft labels on
+    the run's ``unlabeled`` and ``test`` examples written to the workspace under the
+    returned name. Its seeds come from the vault's secret, like the head teacher's folds."""
+    cfg = replace(cfg, loss="xent")
+    name = _lora_name("weak", cfg, question, "strong", "logconf_alpha", "logconf_warmup")
+    vault_file = prep.vault.root / "baselines" / f"weak-{name}.json"
+    ws_file = prep.workspace.weak_path(name)
+    if vault_file.exists() and ws_file.exists():
+        return name, Baseline("weak", cfg.weak, load_weak_soft(prep.workspace, name)["test"],
+                              read_json(vault_file))
+    texts, y = prep.vault.labeled_texts(), prep.vault.split_labels("labeled")
+    if cfg.labeled_size is not None and cfg.labeled_size < len(texts):
+        keep = np.sort(_rng(prep, "weak-lora-subset", name).permutation(len(texts))
+                       [:cfg.labeled_size])
+        texts, y = [texts[k] for k in keep], y[keep]
+    if log:
+        log(f"LoRA weak teacher: fine-tuning {cfg.weak} on {len(texts)} labeled examples")
+    pred = train_lora(cfg, cfg.weak, texts, y.astype(np.float64),
+                      seed=_vault_seed(prep, "weak-lora", name), question=question, log=log)
+    pos, ws = lora_positions(prep, cfg), prep.workspace
+    soft = {s: pred.predict_texts([ws.texts(s)[k] for k in pos[s]]).astype(np.float32)
+            for s in ("unlabeled", "test")}
+    ws_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ws_file.with_suffix(".tmp.npz")
+    np.savez(tmp, unlabeled=soft["unlabeled"], test=soft["test"])
+    tmp.replace(ws_file)
+    choice: dict[str, object] = {"trainer": "lora", "model": cfg.weak, "config": cfg.as_dict(),
+                                 "question": question, "n_train": len(texts),
+                                 "final_loss": pred.history[-1]}
+    atomic_write_json(vault_file, choice)
+    return name, Baseline("weak", cfg.weak, soft["test"].astype(np.float64), choice)
+
+
+def lora_baselines(prep: Prepared, cfg: LoraConfig, weak: str, weak_trainer: str = "head",
+                   log: Callable[[str], None] | None = None) -> LoraBaselines:
+    """Train (or load) the weak teacher (``weak_trainer``: the ``weak`` encoder's head, or
+    ``lora``) and the LoRA ceiling for a LoRA-student run."""
+    question = cfg.question or question_for(prep.workspace.manifest["dataset"])
+    pos = lora_positions(prep, cfg)
+    if weak_trainer == "lora":
+        name, teacher = lora_weak_teacher(prep, cfg, question, log)
+        soft = load_weak_soft(prep.workspace, name)
+    elif weak_trainer == "head":
+        teacher = weak_teacher(prep, weak)
+        soft = {s: v[pos[s]] for s, v in load_weak_soft(prep.workspace, weak).items()}
+        teacher = replace(teacher, test_probs=teacher.test_probs[pos["test"]])
+    else:
+        raise AarError(f"unknown weak trainer {weak_trainer!r}; use head or lora")
+    test_ids = [prep.workspace.ids("test")[k] for k in pos["test"]]
+    return LoraBaselines(pos, soft, test_ids, teacher, lora_ceiling(prep, cfg, question, log))

@@ -129,6 +129,9 @@ class MethodContext:
     default_l2: float = FALLBACK_L2  # chosen by cross-validation on weak labels only
     params: dict[str, Any] = field(default_factory=dict)
     method_name: str = "name"
+    # ``--student lora``: ``train_strong`` fine-tunes the strong LM on ``unlabeled.texts``
+    # (an object with ``fit(texts, target, weights, seed) -> predictor``); None: the head
+    student: Any = None
 
     def _view(self, attr: str) -> _Splits:
         splits = {"unlabeled": self.unlabeled, **({"test": self.test} if self.test else {})}
@@ -167,10 +170,21 @@ class MethodContext:
         l2: float | None = None,
         max_iter: int = 200,
         init: LogisticHead | None = None,
-    ) -> LogisticHead:
+    ) -> LogisticHead:  # with the LoRA student: its predictor (Any, typed as the head)
         """Fit a logistic head on strong features (``unlabeled`` unless ``x`` is given) to
         soft or hard ``target`` with optional per-example ``weights``. ``l2`` defaults to
-        ``ctx.default_l2``, the penalty 5-fold cross-validation chose on the weak labels."""
+        ``ctx.default_l2``, the penalty 5-fold cross-validation chose on the weak labels.
+
+        With the LoRA student (``--student lora``) this fine-tunes the strong language
+        model on ``unlabeled.texts`` instead and returns its predictor; ``x``, ``l2``,
+        ``max_iter`` and ``init`` belong to the head and are refused (``l2`` ignored)."""
+        if self.student is not None:
+            if x is not None or init is not None:
+                raise AarError("x= and init= need the logistic head student; the LoRA student "
+                               "trains on ctx.unlabeled's texts (drop them, or run without "
+                               "--student lora)")
+            return self.student.fit(self.unlabeled.texts, target, weights,
+                                    self.seed)
         feats = self.unlabeled.strong_features if x is None else x
         return fit_logistic(feats, target, weights, l2=self.default_l2 if l2 is None else l2,
                             max_iter=max_iter, init=init)
@@ -203,7 +217,7 @@ def default_l2(ws: Workspace, weak: str, strong: str) -> float:
 def build_context(
     ws: Workspace, weak: str, strong: str, seed: int, params: dict[str, Any] | None = None,
     *, transductive: bool = False, method_name: str = "name",
-    examples: dict[str, Examples] | None = None,
+    examples: dict[str, Examples] | None = None, student: Any = None,
 ) -> MethodContext:
     """Assemble the context for one seed from the workspace alone."""
     ex = examples or examples_of(ws, weak, strong)
@@ -216,19 +230,21 @@ def build_context(
         default_l2=default_l2(ws, weak, strong),
         params=dict(params or {}),
         method_name=method_name,
+        student=student,
     )
 
 
 def fit_predict(spec: Any, ws: Workspace, weak: str, strong: str, seed: int,
                 params: dict[str, Any], examples: dict[str, Examples] | None = None,
-                targets: Examples | None = None) -> np.ndarray:
+                targets: Examples | None = None, student: Any = None) -> np.ndarray:
     """One seed of a method: fit on the workspace, apply the predictor to ``targets``
-    (default: the test split). ``spec`` is a ``MethodSpec``."""
+    (default: the test split). ``spec`` is a ``MethodSpec``; ``student``: see
+    :attr:`MethodContext.student`."""
     from aar.w2s.scoring import check_predictions
 
     ex = examples or examples_of(ws, weak, strong)
     ctx = build_context(ws, weak, strong, seed, params, transductive=spec.transductive,
-                        method_name=spec.name, examples=ex)
+                        method_name=spec.name, examples=ex, student=student)
     target = targets or ex["test"]
     try:
         predictor = as_predictor(spec.fn(ctx, **params), f"method {spec.name!r}")

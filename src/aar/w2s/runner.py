@@ -13,14 +13,16 @@ from typing import Any
 import numpy as np
 
 import aar
-from aar.data.prepare import prepare
+from aar.data.prepare import Prepared, prepare
 from aar.data.splits import PUBLIC
 from aar.errors import AarError
 from aar.methods import resolve_method
 from aar.settings import get_settings
 from aar.util import atomic_write_json, read_json, stable_hash
 from aar.w2s import baselines
-from aar.w2s.context import examples_of, fit_predict
+from aar.w2s.context import Examples, examples_of, fit_predict
+from aar.w2s.features import split_features
+from aar.w2s.lora import TARGET_MODULES, LoraConfig, LoraStudent, question_for
 from aar.w2s.metrics import MIN_GAP, gap_warning
 from aar.w2s.scoring import Scorer
 
@@ -33,6 +35,50 @@ class RunConfig:
     strong: str = "mpnet"
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     params: dict[str, Any] = field(default_factory=dict)
+    student: str = "head"  # "head": logistic head on strong features; "lora": see aar.w2s.lora
+    lora: dict[str, Any] = field(default_factory=dict)  # the LoraConfig of a "lora" student
+    weak_trainer: str = "head"  # "head" (the weak encoder's) or "lora" (lora student only)
+
+    def record(self) -> dict[str, Any]:
+        """The config as recorded; a head run's has no student fields (as before them)."""
+        out = {**asdict(self), "seeds": list(self.seeds)}
+        if self.student == "head":
+            for name in ("student", "lora", "weak_trainer"):
+                out.pop(name)
+        return out
+
+
+STUDENTS = ("head", "lora")
+NO_TEXT_DATASETS = ("synthetic",)  # their texts are placeholders: nothing for an LM to read
+
+
+def _lora_inputs(cfg: RunConfig, prep: Prepared, progress: Callable[[str], None] | None
+                 ) -> tuple[Scorer, dict[str, Examples], LoraStudent]:
+    """Baselines, examples and student of a LoRA-student run (``cfg.student == "lora"``)."""
+    if prep.workspace.manifest["dataset"].split(":")[0] in NO_TEXT_DATASETS:
+        raise AarError(f"--student lora needs a dataset of real texts; {cfg.dataset!r} has "
+                       "placeholder texts (try --dataset sentiment)")
+    lcfg = lora_config(cfg.lora)
+    lb = baselines.lora_baselines(prep, lcfg, cfg.weak, cfg.weak_trainer, log=progress)
+    scorer = Scorer.of_subset(prep, lb.test_ids, lb.weak.test_probs, lb.ceiling.test_probs,
+                              cfg.weak, lcfg.strong)
+    ws = prep.workspace
+    feats = split_features(ws, cfg.weak) if cfg.weak_trainer == "head" else None
+    examples = {}
+    for s, pos in lb.positions.items():
+        wf = feats[s][pos] if feats else np.zeros((len(pos), 0), dtype=np.float32)
+        examples[s] = Examples([ws.ids(s)[k] for k in pos], [ws.texts(s)[k] for k in pos], wf,
+                               np.zeros((len(pos), 0), dtype=np.float32), lb.weak_soft[s])
+    question = lcfg.question or question_for(ws.manifest["dataset"])
+    return scorer, examples, LoraStudent(lcfg, question, progress)
+
+
+def lora_config(values: dict[str, Any]) -> LoraConfig:
+    """A recorded LoRA config (``LoraConfig.as_dict()``) back as a config."""
+    try:
+        return LoraConfig(**{**values, "targets": tuple(values.get("targets", TARGET_MODULES))})
+    except TypeError as exc:
+        raise AarError(f"bad LoRA config: {exc}") from None
 
 
 def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -41,17 +87,26 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
     params = spec.resolve_params(cfg.params)
     if not cfg.seeds:
         raise AarError("give at least one seed")
+    if cfg.student not in STUDENTS:
+        raise AarError(f"unknown student {cfg.student!r}; use {' or '.join(STUDENTS)}")
+    if cfg.weak_trainer != "head" and cfg.student != "lora":
+        raise AarError("--weak-trainer lora needs --student lora")
     prep = prepare(cfg.dataset)
-    scorer = Scorer.of(prep, cfg.weak, cfg.strong)
-    baselines.student_l2(prep, cfg.weak, cfg.strong)
-    examples = examples_of(prep.workspace, cfg.weak, cfg.strong)
+    student: LoraStudent | None = None
+    if cfg.student == "lora":
+        scorer, examples, student = _lora_inputs(cfg, prep, progress)
+    else:
+        scorer = Scorer.of(prep, cfg.weak, cfg.strong)
+        baselines.student_l2(prep, cfg.weak, cfg.strong)
+        examples = examples_of(prep.workspace, cfg.weak, cfg.strong)
     per_seed = []
     t_all = time.perf_counter()
     for seed in cfg.seeds:
         if progress:
             progress(f"seed {seed}")
         t0 = time.perf_counter()
-        probs = fit_predict(spec, prep.workspace, cfg.weak, cfg.strong, seed, params, examples)
+        probs = fit_predict(spec, prep.workspace, cfg.weak, cfg.strong, seed, params, examples,
+                            student=student)
         seconds = time.perf_counter() - t0
         scores = scorer.score(probs)
         per_seed.append({
@@ -63,7 +118,7 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
     weak_acc, ceil_acc = scorer.fixed[PUBLIC]
     record = {
         "kind": "aar.run",
-        "config": {**asdict(cfg), "seeds": list(cfg.seeds), "params": params,
+        "config": {**cfg.record(), "params": params,
                    "method": spec.name, "method_ref": cfg.method},
         "transductive": spec.transductive,
         "dataset_key": prep.key,
@@ -72,7 +127,7 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
         "python": platform.python_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - t_all,
-        "test_ids": prep.workspace.ids("test"),
+        "test_ids": scorer.ids,
         "summary": summary,
         "warning": gap_warning(weak_acc, ceil_acc) or (
             None if summary[PUBLIC]["gap_ok"] else
@@ -98,7 +153,8 @@ def rerun(path: Path) -> tuple[dict[str, Any], bool]:
         raise AarError(f"{path} is not an aar run record")
     c = old["config"]
     cfg = RunConfig(c["method_ref"], c["dataset"], c["weak"], c["strong"],
-                    tuple(c["seeds"]), c["params"])
+                    tuple(c["seeds"]), c["params"], c.get("student", "head"), c.get("lora", {}),
+                    c.get("weak_trainer", "head"))
     new = run(cfg)
     same = [a["predictions"] for a in old["seeds"]] == [b["predictions"] for b in new["seeds"]]
     if new["code_hash"] != old["code_hash"]:

@@ -66,6 +66,22 @@ class Scorer:
         return cls(ids, index, labels, baselines.weak_teacher(prep, weak).test_probs,
                    baselines.ceiling(prep, strong).test_probs, weak, strong)
 
+    @classmethod
+    def of_subset(cls, prep: Prepared, ids: list[str], weak_probs: np.ndarray,
+                  ceiling_probs: np.ndarray, weak: str, strong: str) -> Scorer:
+        """A scorer of the test ids ``ids`` only (a public subset, in workspace order) with
+        the given baselines' predictions on them (the LoRA student's)."""
+        pos = {i: k for k, i in enumerate(ids)}
+        if len(pos) != len(ids) or not set(ids) <= set(prep.workspace.ids("test")):
+            raise AarError("a scorer subset must be distinct ids of the test split")
+        index, labels = {}, {}
+        for s in SPLITS:
+            kept = [i for i in prep.vault.splits[s] if i in pos]
+            index[s] = np.array([pos[i] for i in kept], dtype=np.int64)
+            labels[s] = np.array([prep.vault.labels[i] for i in kept], dtype=np.int64)
+        return cls(list(ids), index, labels, np.asarray(weak_probs, dtype=np.float64),
+                   np.asarray(ceiling_probs, dtype=np.float64), weak, strong)
+
     @property
     def n(self) -> int:
         return len(self.ids)
