@@ -63,10 +63,14 @@ def test_pairs_hold_one_right_and_one_wrong_solution_of_one_problem() -> None:
     assert make_pairs(sols, "t", lambda t: ("", t)) == make_pairs(sols, "t", lambda t: ("", t))
 
 
-def test_pairwise_features_are_a_difference_and_flip_with_the_order() -> None:
+def test_pairwise_features_are_a_difference_and_flip_with_the_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AAR_FEATURES_DIR", str(tmp_path))  # encoded now, not read back
     a, b = "a warm, funny and moving film", "a dull, lifeless mess"
     ab, ba = pair_text("Review:", a, b), pair_text("Review:", b, a)
-    feats = get_features("l3", [ab, ba, ab], pairwise=True)
+    seen: list[int] = []
+    feats = get_features("l3", [ab, ba, ab], seen.append, pairwise=True)
+    assert sum(seen) == 3  # progress counts pairs, though two halves were encoded
     halves = get_features("l3", [f"Review:\n{a}", f"Review:\n{b}"])
     assert np.allclose(feats[0], halves[0] - halves[1], atol=1e-5)
     assert np.allclose(feats[1], -feats[0]) and np.allclose(feats[2], feats[0])

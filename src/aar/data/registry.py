@@ -62,6 +62,8 @@ class DatasetSpec:
     optional_arg: bool  # may be used as NAME or NAME:ARG
     # Split sizes that depend on the argument (a canary takes its base dataset's sizes).
     sizes_for: Callable[[Mapping[str, str]], SplitSizes] | None = None
+    # (weak, strong) encoders of the dataset's fixed baselines unless a user names others
+    encoders: tuple[str, str] = ("l3", "mpnet")
 
     def default_sizes(self, params: Mapping[str, str]) -> SplitSizes:
         return self.sizes_for(params) if self.sizes_for else self.sizes
@@ -84,11 +86,12 @@ def dataset(
     takes_arg: bool = False,
     optional_arg: bool = False,
     sizes_for: Callable[[Mapping[str, str]], SplitSizes] | None = None,
+    encoders: tuple[str, str] = ("l3", "mpnet"),
 ) -> Callable[[Builder], Builder]:
     def deco(fn: Builder) -> Builder:
         DATASETS.register(name)(
             DatasetSpec(name, fn, description, packages, sizes, version, takes_arg, optional_arg,
-                        sizes_for)
+                        sizes_for, encoders)
         )
         return fn
 
@@ -104,6 +107,17 @@ def parse_dataset(ref: str) -> tuple[DatasetSpec, dict[str, str]]:
     if arg and not (spec.takes_arg or spec.optional_arg):
         raise AarError(f"dataset {name!r} takes no argument; use --dataset {name}")
     return spec, ({"arg": arg} if sep else {})
+
+
+def default_encoders(ref: str, weak: str | None = None,
+                     strong: str | None = None) -> tuple[str, str]:
+    """(weak, strong) for ``ref``: the ones given, else the dataset's own (a canary's are
+    its base dataset's). The one place that decides a dataset's default pair."""
+    name, _, arg = ref.partition(":")
+    if name == "canary" and arg:
+        name = arg.partition(":")[0]
+    own = DATASETS.get(name).encoders if name in DATASETS else ("l3", "mpnet")
+    return weak or own[0], strong or own[1]
 
 
 def opaque_id(dataset_name: str, source_key: str) -> str:

@@ -73,6 +73,7 @@ def generate(p: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     description="latent-concept generator with knobs for systematic and random weak error",
     sizes=SplitSizes(300, 1500, 1200),
     optional_arg=True,
+    encoders=("syn_weak", "syn_strong"),
 )
 def build(params: Mapping[str, str]) -> Built:
     p = parse_params(params.get("arg", ""))

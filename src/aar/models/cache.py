@@ -58,7 +58,8 @@ def get_features(
         # a response may sit in several pairs: each distinct half is encoded once
         unique = sorted({x for h in halves if h is not None for x in h})
         row = {x: i for i, x in enumerate(unique)}
-        feats = get_features(encoder, unique, progress, root)
+        feats = get_features(encoder, unique, _rescaled(progress, len(unique), len(texts)),
+                             root)
         first = [row[h[0]] for h in halves if h is not None]
         second = [row[h[1]] for h in halves if h is not None]
         return feats[first] - feats[second]
@@ -83,6 +84,22 @@ def get_features(
     atomic_save_npy(path, arr)
     path.with_suffix(".partial.npy").unlink(missing_ok=True)
     return arr
+
+
+def _rescaled(progress: Progress | None, inner: int, outer: int) -> Progress | None:
+    """Progress over ``inner`` items reported in units of ``outer`` (halves -> pairs)."""
+    if progress is None or inner == 0:
+        return progress
+    done = [0, 0]  # inner items seen, outer units reported
+
+    def report(k: int) -> None:
+        done[0] += k
+        step = done[0] * outer // inner - done[1]
+        if step:
+            done[1] += step
+            progress(step)
+
+    return report
 
 
 CHUNK = 1024  # texts encoded between checkpoints

@@ -267,8 +267,7 @@ class Report:
     def _encoders(self, dataset: str) -> tuple[str, str]:
         from aar.oversight.verify import encoders
 
-        return encoders(dataset, str(self.info.get("weak") or "l3"),
-                        str(self.info.get("strong") or "mpnet"))
+        return encoders(dataset, self.info.get("weak"), self.info.get("strong"))
 
     def costs(self) -> list[dict[str, Any]]:
         rows = []

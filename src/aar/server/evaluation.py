@@ -42,14 +42,14 @@ SPLITS = (PUBLIC, PRIVATE)
 
 
 def encoders_for(name: str, workspace: Workspace | None = None) -> tuple[str, str]:
-    """(weak, strong) encoders of a dataset's fixed baselines: the synthetic testbed's own
-    for ``synthetic`` and for datasets that carry its shipped features (``canary:synthetic``),
-    else l3 -> mpnet."""
+    """(weak, strong) encoders of a dataset's fixed baselines: the dataset's own, and the
+    synthetic testbed's for datasets that carry its shipped features (``canary:synthetic``)."""
+    from aar.data.registry import default_encoders
     from aar.models.cache import has_features
 
     shipped = (name == "canary" and workspace is not None
                and has_features("syn_weak", workspace.all_texts()))
-    return ("syn_weak", "syn_strong") if name == "synthetic" or shipped else ("l3", "mpnet")
+    return ("syn_weak", "syn_strong") if shipped else default_encoders(name)
 
 
 def score_dict(s: SplitScore) -> dict[str, float | None]:
