@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from aar.data.splits import PUBLIC
 from aar.errors import AarError
 from aar.w2s import lora
 from aar.w2s.context import Examples, MethodContext
@@ -21,6 +22,15 @@ NEG = ["bad", "awful", "poor", "dull", "ugly", "sad"]
 FILLER = ["the", "film", "was", "a", "story", "and", "very", "it", "movie", "plot"]
 WORDS = ["[PAD]", "[UNK]", "No", "Yes", "Question", "Answer", ":", "?", "Is", "this",
          "review", "positive", "sentiment", "of", *POS, *NEG, *FILLER]
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Tiny matrices: one thread is fastest, and steady on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 TINY = lora.LoraConfig(weak="tiny", strong="tiny", rank=4, alpha=4, lr=1e-2, batch_size=8,
                        micro_batch=4, epochs=3, max_tokens=24, device="cpu")
@@ -134,17 +144,44 @@ def test_clear_errors() -> None:
 
 def test_presets_and_subsets() -> None:
     cpu = lora.preset("offline", device="cpu")
-    assert (cpu.strong, cpu.weak, cpu.epochs, cpu.unlabeled_size) == ("qwen1.5b", "qwen0.5b",
-                                                                      1, 64)
+    assert (cpu.strong, cpu.weak, cpu.epochs, cpu.unlabeled_size) == ("qwen0.5b", "smollm",
+                                                                      1, 48)
+    assert lora.preset("offline", {"strong": "qwen1.5b"}, device="cpu").strong == "qwen1.5b"
     gpu = lora.preset("offline", {"epochs": "2"}, device="cuda")
-    assert (gpu.rank, gpu.alpha, gpu.rslora, gpu.lr, gpu.batch_size, gpu.epochs,
-            gpu.unlabeled_size) == (32, 32, True, 1e-4, 32, 2, None)
+    assert (gpu.strong, gpu.rank, gpu.alpha, gpu.rslora, gpu.lr, gpu.batch_size, gpu.epochs,
+            gpu.unlabeled_size) == ("qwen1.5b", 32, 32, True, 1e-4, 32, 2, None)
     assert lora.preset("reference", device="cpu").strong == "Qwen/Qwen3-4B-Base"
     ids = [f"id{i}" for i in range(100)]
     pos = lora.subset(ids, 10, "s")
     assert len(pos) == 10 and list(pos) == sorted(pos)
     assert list(lora.subset(ids, 10, "s")) == list(pos)
     assert len(lora.subset(ids, None, "s")) == 100
+
+
+def test_run_with_the_lora_student(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aar run --student lora --weak-trainer lora`` end to end on a jsonl dataset, tiny LMs."""
+    import json
+
+    from aar.w2s.runner import RunConfig, run
+
+    texts, y = corpus(240, 6)
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "question": "Is this review positive ?",
+                                        "choice": t, "label": int(k)}) + "\n"
+                            for i, (t, k) in enumerate(zip(texts, y, strict=True))))
+    monkeypatch.setattr(lora, "load_causal_lm", lambda name: tiny_lm())
+    cfg = dataclasses.replace(TINY, unlabeled_size=24, test_size=40, labeled_size=24, epochs=2)
+    rec = run(RunConfig("confident", f"jsonl:{path}", seeds=(0,), student="lora",
+                        lora=cfg.as_dict(), weak_trainer="lora"))
+    assert rec["config"]["student"] == "lora" and rec["config"]["lora"]["rank"] == 4
+    assert len(rec["test_ids"]) == 40 and len(rec["seeds"][0]["predictions"]) == 40
+    s = rec["summary"][PUBLIC]
+    assert 0 <= s["weak"] <= 1 and 0 <= s["ceiling"] <= 1
+    with pytest.raises(AarError, match="real texts"):
+        run(RunConfig("vanilla", "synthetic", "syn_weak", "syn_strong", seeds=(0,),
+                      student="lora", lora=cfg.as_dict()))
+    with pytest.raises(AarError, match="needs --student lora"):
+        run(RunConfig("vanilla", "synthetic", seeds=(0,), weak_trainer="lora"))
 
 
 @pytest.mark.slow
