@@ -29,7 +29,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,7 @@ class LoraConfig:
     question: str | None = None
     seed: int = 0
     device: str | None = None
+    threads: int | None = None  # torch CPU threads while training and scoring (None: torch's)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -101,6 +103,8 @@ class LoraConfig:
                 raise AarError(f"LoRA {name} must be at least 2 (or none), got {value}")
         if not self.lr > 0:
             raise AarError(f"LoRA lr must be positive, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise AarError(f"LoRA threads must be at least 1 (or none), got {self.threads}")
         if self.device not in (None, "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise AarError(f"LoRA device must be cpu or cuda, got {self.device!r}")
 
@@ -119,15 +123,17 @@ PRESETS: dict[str, LoraConfig] = {
     "reference": LoraConfig(weak="Qwen/Qwen1.5-0.5B-Chat", strong="Qwen/Qwen3-4B-Base"),
     "offline": LoraConfig(weak="qwen0.5b", strong="qwen1.5b"),
 }
-# The offline preset on a CPU, sized for 2 cores (qwen0.5b trains at about 8 prompt
-# tokens/s there, qwen1.5b three times slower): the models one size down (smollm ->
-# qwen0.5b), 48 unlabeled examples to train on, 120 test examples to score, 48 labeled ones
-# for a LoRA weak teacher; prompts cut to 48 tokens, one epoch of batches of 8, and a
-# larger learning rate for so few steps. Any of it can be overridden (--lora strong=...).
+# The offline preset on a CPU, sized for 2 cores (qwen0.5b trains at about 30 prompt
+# tokens/s on one of them, qwen1.5b three times slower): the models one size down
+# (smollm -> qwen0.5b), 96 unlabeled examples to train on, 200 test examples to score, 96
+# labeled ones for a LoRA weak teacher; prompts cut to 48 tokens, one epoch of batches of
+# 8, a larger learning rate for so few steps, and one torch thread (on a 2-core machine
+# with one other busy process, two threads trained 4-5 times slower than one). Any of it
+# can be overridden (--lora strong=qwen1.5b).
 CPU_SIZES: dict[str, Any] = {
-    "weak": "smollm", "strong": "qwen0.5b", "unlabeled_size": 48, "test_size": 120,
-    "labeled_size": 48, "max_tokens": 48, "epochs": 1, "batch_size": 8, "micro_batch": 8,
-    "lr": 5e-4,
+    "weak": "smollm", "strong": "qwen0.5b", "unlabeled_size": 96, "test_size": 200,
+    "labeled_size": 96, "max_tokens": 48, "epochs": 1, "batch_size": 8, "micro_batch": 8,
+    "lr": 5e-4, "threads": 1,
 }
 
 
@@ -280,6 +286,20 @@ def _label_logits(model: Any, prompts: Sequence[list[int]], prompter: Prompter,
     return logits
 
 
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to ``n`` (when given) inside, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _autocast(device: str) -> Any:
     import contextlib
 
@@ -330,6 +350,7 @@ class LoraPredictor:
     device: str
     micro_batch: int
     history: list[float] = field(default_factory=list)
+    threads: int | None = None
 
     def predict(self, examples: Examples) -> np.ndarray:
         return self.predict_texts(examples.texts)
@@ -342,7 +363,7 @@ class LoraPredictor:
         order = np.argsort([len(p) for p in prompts], kind="stable")
         out = np.empty(len(prompts), dtype=np.float64)
         self.model.eval()
-        with torch.inference_mode(), _autocast(self.device):
+        with torch.inference_mode(), _autocast(self.device), _threads(self.threads):
             for start in range(0, len(order), self.micro_batch):
                 idx = order[start:start + self.micro_batch]
                 z = _label_logits(self.model, [prompts[i] for i in idx], self.prompter,
@@ -365,6 +386,14 @@ def train_lora(
     """Fine-tune ``lm`` (a model name for :func:`load_causal_lm`, or a (tokenizer, model)
     pair, which is modified in place) with LoRA on ``texts`` to soft ``target`` P(y=1).
     Examples of weight 0 are left out, so they cannot matter."""
+    with _threads(cfg.threads):
+        return _train_lora(cfg, lm, texts, target, weights, seed=seed, question=question,
+                           log=log)
+
+
+def _train_lora(cfg: LoraConfig, lm: str | tuple[Any, Any], texts: Sequence[str],
+                target: np.ndarray, weights: np.ndarray | None, *, seed: int, question: str,
+                log: Callable[[str], None] | None) -> LoraPredictor:
     import torch
     from peft import LoraConfig as PeftConfig
     from peft import get_peft_model
@@ -429,7 +458,7 @@ def train_lora(
         if log:
             log(f"LoRA epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(history[-5:]):.4f}")
     model.eval()
-    return LoraPredictor(model, prompter, device, cfg.micro_batch, history)
+    return LoraPredictor(model, prompter, device, cfg.micro_batch, history, cfg.threads)
 
 
 @dataclass(frozen=True)
