@@ -148,7 +148,10 @@ def _print_run(rec: dict[str, Any]) -> None:
     s = rec["summary"][PUBLIC]
     cfg = rec["config"]
     kind = ", transductive" if rec.get("transductive") else ""
-    t = Table(title=f"{cfg['method']} on {cfg['dataset']} ({cfg['weak']} → {cfg['strong']}, "
+    weak = cfg["lora"]["weak"] if cfg.get("weak_trainer") == "lora" else cfg["weak"]
+    if cfg.get("student") == "lora":
+        kind += f", LoRA student, {len(rec['test_ids'])} test examples"
+    t = Table(title=f"{cfg['method']} on {cfg['dataset']} ({weak} → {cfg['strong']}, "
                     f"{len(cfg['seeds'])} seeds{kind}; public test half, 95% intervals over "
                     "seeds and test examples)")
     for col in ("weak", "transfer", "ceiling", "gap", "PGR", "AUROC", "seconds"):
@@ -200,6 +203,7 @@ def run_cmd(
     lora: dict[str, Any] = {}
     if student == "lora":
         lora = _lora_settings(preset, _parse_params(lora_set or [], "--lora"), strong)
+        s = lora["strong"]
     elif preset or lora_set or weak_trainer != "head":
         raise AarError("--preset, --lora and --weak-trainer belong to --student lora")
     cfg = RunConfig(method, dataset, w, s, tuple(range(seeds)), _parse_params(param or []),
@@ -235,9 +239,18 @@ def baselines_cmd(
     workers: Annotated[int | None, typer.Option(
         help="methods run at once, each in its own process (default: one per CPU)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    executor: Annotated[str, typer.Option(
+        help="local (default) | ray: each method's seeds as sandboxed tasks on a Ray cluster")]
+    = "local",
+    address: Annotated[str | None, typer.Option(
+        help="the Ray cluster (HOST:PORT of its head; default: the one `ray start` made on "
+             "this machine, else a private one)")] = None,
 ) -> None:
     """Run the method library on a dataset and print a table sorted by PGR."""
+    from aar.execution import ExecutorConfig
     from aar.w2s.sweep import sweep
+
+    ex_cfg = ExecutorConfig(kind=executor, address=address)  # type: ignore[arg-type]
 
     w, s = _encoders(dataset, weak, strong)
     names = [m for item in methods or [] for m in item.split(",") if m] or None
@@ -247,7 +260,8 @@ def baselines_cmd(
         total = len(names or METHODS.names())
         task = bar.add_task(f"{dataset}: running methods", total=total)
         rows = sweep(dataset, names, tuple(range(seeds)), w, s,
-                     on_done=lambda _n, _r: bar.advance(task), workers=workers)
+                     on_done=lambda _n, _r: bar.advance(task), workers=workers,
+                     executor=ex_cfg)
     if as_json:
         print(json.dumps(rows, indent=1))
         return

@@ -53,6 +53,7 @@ from aar.data.canary import base_ref
 from aar.data.splits import PRIVATE, PUBLIC
 from aar.data.store import Workspace
 from aar.errors import AarError
+from aar.execution import Executor, Experiment
 from aar.methods import declared_transductive
 from aar.oversight.monitor import read_method
 from aar.research.layout import RunPaths, now_iso
@@ -254,11 +255,13 @@ def row_sha256(row: np.ndarray) -> str:
 
 
 def run_target(method_file: Path, target: Target, seeds: list[int], params: dict[str, Any],
-               workdir: Path, timeout_s: float) -> tuple[Cell, np.ndarray | None]:
-    """Re-run a method on a target in a fresh sandbox job and score it (trusted code).
-    Returns the cell and the predictions (None when the re-run failed)."""
+               workdir: Path, timeout_s: float, executor: Executor | None = None
+               ) -> tuple[Cell, np.ndarray | None]:
+    """Re-run a method on a target in a fresh sandbox job (on ``executor``, default this
+    machine's sandbox) and score it (trusted code, here). Returns the cell and the
+    predictions (None when the re-run failed)."""
     from aar.data.prepare import prepare
-    from aar.sandbox.worker import run_method_sandboxed
+    from aar.execution.local import LocalExecutor
     from aar.w2s import baselines
     from aar.w2s.scoring import Scorer
 
@@ -274,9 +277,9 @@ def run_target(method_file: Path, target: Target, seeds: list[int], params: dict
         baselines.student_l2(prep, target.weak, target.strong)
         job = Path(tempfile.mkdtemp(prefix="verify-", dir=workdir))
         try:
-            preds = run_method_sandboxed(method_file, prep.workspace, target.weak,
-                                         target.strong, seeds, params, workdir=job,
-                                         timeout_s=timeout_s)
+            exp = Experiment(method_file, prep.workspace, target.weak, target.strong,
+                             tuple(seeds), params, timeout_s=timeout_s)
+            preds = (executor or LocalExecutor(1)).run(exp, job).predictions
         finally:
             shutil.rmtree(job, ignore_errors=True)
         return score_cell(target.label, scorer, preds, target.halves, **extra), preds
@@ -306,8 +309,10 @@ def _public_key(entry: dict[str, Any]) -> tuple[float, float, int]:
 
 class Verifier:
     def __init__(self, paths: RunPaths, admin: Client, config: VerifyConfig | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 executor: Executor | None = None) -> None:
         self.paths = paths
+        self.executor = executor
         self.admin = admin
         self.cfg = config or VerifyConfig()
         self.progress = progress or (lambda _msg: None)
@@ -391,7 +396,7 @@ class Verifier:
             self.progress(f"finding {fid}: {RERUN}")
             cells[RERUN], again = run_target(
                 method_file, Target(RERUN, dataset, weak, strong, halves=(PRIVATE,)), used,
-                params, out_dir, self.cfg.timeout_s)
+                params, out_dir, self.cfg.timeout_s, self.executor)
             reproduces = again is not None and all(
                 _same(row, sub, scorer) for row, sub in zip(again, subs, strict=True))
         if reproduces and again is not None:  # the submitted predictions, exactly
@@ -405,7 +410,7 @@ class Verifier:
         for t in self.targets(dataset, weak, strong):
             self.progress(f"finding {fid}: {t.label}")
             cells[t.label], _ = run_target(method_file, t, seeds, params, out_dir,
-                                           self.cfg.timeout_s)
+                                           self.cfg.timeout_s, self.executor)
             self._save({"finding": fid, "partial": True,
                         "cells": {k: c.as_dict() for k, c in cells.items()}})
         order = [SEEN, PRIVATE_EST, RERUN]

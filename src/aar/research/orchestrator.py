@@ -23,12 +23,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from aar.client import Client
 from aar.errors import AarError
+from aar.execution import ExecutorConfig
 from aar.research.directions import Direction, load_directions
 from aar.research.layout import AgentStatus, RunPaths, now_iso
 from aar.sandbox import isolation_report
@@ -59,6 +60,7 @@ class ResearchConfig:
     strong: str | None = None
     live_view: bool = True
     cpu_slots: int = field(default_factory=lambda: os.cpu_count() or 1)
+    executor: ExecutorConfig | None = None  # None: local (on --resume: the run's own)
 
     def dataset_ref(self) -> str:
         if self.canary and not self.dataset.startswith("canary:"):
@@ -96,6 +98,25 @@ def read_run(paths: RunPaths) -> dict[str, Any]:
         raise AarError(f"no run {paths.run_id} in {paths.root.parent}; list them with "
                        f"ls {paths.root.parent}")
     return json.loads(paths.info.read_text())
+
+
+def researchers_executor(cfg: ExecutorConfig | None) -> ExecutorConfig:
+    """The executor the researchers use. Each researcher is its own Ray driver, so with no
+    ``--address`` they join the cluster ``ray start`` made on this machine (``auto``)
+    instead of each starting a private one."""
+    cfg = cfg or ExecutorConfig()
+    if cfg.kind == "ray" and not cfg.address:
+        cfg = replace(cfg, address=os.environ.get("RAY_ADDRESS") or "auto")
+    return cfg
+
+
+def check_executor(cfg: ExecutorConfig) -> None:
+    """Fail before any researcher starts when the Ray cluster cannot be reached."""
+    if cfg.kind != "ray":
+        return
+    from aar.execution.ray_cluster import cluster_nodes
+
+    cluster_nodes(cfg.address)
 
 
 def prepare_dataset(ref: str, weak: str, strong: str) -> str:
@@ -399,6 +420,7 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
         "budget_usd": cfg.budget_usd, "max_tokens": cfg.max_tokens,
         "max_evals": cfg.max_evals, "canary": cfg.canary, "seed": cfg.seed,
         "server": cfg.server, "cpu_slots": cfg.cpu_slots, "created": now_iso(),
+        "executor": researchers_executor(cfg.executor).to_dict(),
         "agents": [{"name": n, "direction": d.slug, "title": d.title,
                     "families": list(d.families), "text": d.text} for n, d in agents],
         "elapsed_s": 0.0,
@@ -448,10 +470,13 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
         info["elapsed_s_before"] = info.get("elapsed_s", 0.0)
         restart = [a["name"] for a in info["agents"] if not _finished(paths, a["name"])]
         info["resumed"] = [*info.get("resumed", []), now_iso()]
+        if cfg.executor is not None:
+            info["executor"] = researchers_executor(cfg.executor).to_dict()
     else:
         paths, info, secrets = new_run(cfg, run_id)
         restart = [a["name"] for a in info["agents"]]
     seconds = cfg.minutes * 60
+    check_executor(ExecutorConfig.from_dict(info.get("executor")))
     server_url = info.get("server")
     srv = None
     if not server_url:

@@ -15,6 +15,11 @@
   chosen by the same cross-validation rule on the *weak* labels of ``unlabeled`` (label
   free: it is written to the workspace).
 
+For the LoRA student (``--student lora``, :func:`lora_baselines`) the ceiling is the strong
+language model LoRA-fine-tuned on the true labels of ``unlabeled``, and the weak teacher
+is the head above or, optionally, the weak language model LoRA-fine-tuned on ``labeled``;
+both are keyed by their LoRA settings and never mix with the head baselines.
+
 The baselines' test predictions are stored (the ceiling's in the vault), so the scorer
 can resample test examples for intervals that include the baselines' own uncertainty.
 Everything here is trusted code: it reads the vault.
@@ -190,6 +195,10 @@ class LoraBaselines:
     ceiling: Baseline
 
 
+def _pick(items: list[str], positions: np.ndarray) -> list[str]:
+    return [items[int(k)] for k in positions]
+
+
 def lora_positions(prep: Prepared, cfg: LoraConfig) -> dict[str, np.ndarray]:
     ws = prep.workspace
     return {s: subset(ws.ids(s), getattr(cfg, f"{s}_size"), f"{LORA_SUBSET_SALT}:{s}")
@@ -217,13 +226,13 @@ def lora_ceiling(prep: Prepared, cfg: LoraConfig, question: str,
                         read_json(base.with_suffix(".json")))
     pos = lora_positions(prep, cfg)
     ws = prep.workspace
-    texts = [ws.texts("unlabeled")[k] for k in pos["unlabeled"]]
+    texts = _pick(ws.texts("unlabeled"), pos["unlabeled"])
     y = prep.vault.split_labels("unlabeled")[pos["unlabeled"]].astype(np.float64)
     if log:
         log(f"LoRA ceiling: fine-tuning {cfg.strong} on {len(texts)} true labels")
     pred = train_lora(cfg, cfg.strong, texts, y, seed=_vault_seed(prep, "ceiling", name),
                       question=question, log=log)
-    probs = pred.predict_texts([ws.texts("test")[k] for k in pos["test"]])
+    probs = pred.predict_texts(_pick(ws.texts("test"), pos["test"]))
     choice: dict[str, object] = {"trainer": "lora", "model": cfg.strong, "config": cfg.as_dict(),
                                  "question": question, "n_train": len(texts),
                                  "final_loss": pred.history[-1]}
@@ -249,13 +258,13 @@ def lora_weak_teacher(prep: Prepared, cfg: LoraConfig, question: str,
     if cfg.labeled_size is not None and cfg.labeled_size < len(texts):
         keep = np.sort(_rng(prep, "weak-lora-subset", name).permutation(len(texts))
                        [:cfg.labeled_size])
-        texts, y = [texts[k] for k in keep], y[keep]
+        texts, y = _pick(texts, keep), y[keep]
     if log:
         log(f"LoRA weak teacher: fine-tuning {cfg.weak} on {len(texts)} labeled examples")
     pred = train_lora(cfg, cfg.weak, texts, y.astype(np.float64),
                       seed=_vault_seed(prep, "weak-lora", name), question=question, log=log)
     pos, ws = lora_positions(prep, cfg), prep.workspace
-    soft = {s: pred.predict_texts([ws.texts(s)[k] for k in pos[s]]).astype(np.float32)
+    soft = {s: pred.predict_texts(_pick(ws.texts(s), pos[s])).astype(np.float32)
             for s in ("unlabeled", "test")}
     ws_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = ws_file.with_suffix(".tmp.npz")
@@ -283,5 +292,5 @@ def lora_baselines(prep: Prepared, cfg: LoraConfig, weak: str, weak_trainer: str
         teacher = replace(teacher, test_probs=teacher.test_probs[pos["test"]])
     else:
         raise AarError(f"unknown weak trainer {weak_trainer!r}; use head or lora")
-    test_ids = [prep.workspace.ids("test")[k] for k in pos["test"]]
+    test_ids = _pick(prep.workspace.ids("test"), pos["test"])
     return LoraBaselines(pos, soft, test_ids, teacher, lora_ceiling(prep, cfg, question, log))

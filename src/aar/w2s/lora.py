@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -348,7 +349,7 @@ class LoraPredictor:
     model: Any = field(repr=False)
     prompter: Prompter = field(repr=False)
     device: str
-    micro_batch: int
+    batch: int  # examples scored at once
     history: list[float] = field(default_factory=list)
     threads: int | None = None
 
@@ -364,8 +365,8 @@ class LoraPredictor:
         out = np.empty(len(prompts), dtype=np.float64)
         self.model.eval()
         with torch.inference_mode(), _autocast(self.device), _threads(self.threads):
-            for start in range(0, len(order), self.micro_batch):
-                idx = order[start:start + self.micro_batch]
+            for start in range(0, len(order), self.batch):
+                idx = order[start:start + self.batch]
                 z = _label_logits(self.model, [prompts[i] for i in idx], self.prompter,
                                   self.device)
                 out[idx] = torch.softmax(z.float(), dim=-1)[:, 1].double().cpu().numpy()
@@ -417,7 +418,9 @@ def _train_lora(cfg: LoraConfig, lm: str | tuple[Any, Any], texts: Sequence[str]
     prior = float(np.average(target[keep], weights=w[keep]))
     seed = int(np.random.SeedSequence([cfg.seed, seed]).generate_state(1)[0])
     model: Any
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # peft asks transformers a question transformers 5 calls deprecated: not ours
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
         torch.manual_seed(seed)
         model = get_peft_model(base, PeftConfig(
             r=cfg.rank, lora_alpha=cfg.alpha, use_rslora=cfg.rslora,
@@ -458,7 +461,8 @@ def _train_lora(cfg: LoraConfig, lm: str | tuple[Any, Any], texts: Sequence[str]
         if log:
             log(f"LoRA epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(history[-5:]):.4f}")
     model.eval()
-    return LoraPredictor(model, prompter, device, cfg.micro_batch, history, cfg.threads)
+    return LoraPredictor(model, prompter, device, max(cfg.micro_batch, cfg.batch_size), history,
+                         cfg.threads)
 
 
 @dataclass(frozen=True)

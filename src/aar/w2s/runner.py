@@ -67,7 +67,8 @@ def _lora_inputs(cfg: RunConfig, prep: Prepared, progress: Callable[[str], None]
     examples = {}
     for s, pos in lb.positions.items():
         wf = feats[s][pos] if feats else np.zeros((len(pos), 0), dtype=np.float32)
-        examples[s] = Examples([ws.ids(s)[k] for k in pos], [ws.texts(s)[k] for k in pos], wf,
+        ids, texts = ws.ids(s), ws.texts(s)
+        examples[s] = Examples([ids[k] for k in pos], [texts[k] for k in pos], wf,
                                np.zeros((len(pos), 0), dtype=np.float32), lb.weak_soft[s])
     question = lcfg.question or question_for(ws.manifest["dataset"])
     return scorer, examples, LoraStudent(lcfg, question, progress)
