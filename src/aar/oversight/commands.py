@@ -189,10 +189,16 @@ def register(app: typer.Typer) -> None:
         unsafe_sandbox: Annotated[bool, typer.Option(
             "--unsafe-sandbox", help="re-run findings' code WITHOUT isolation when neither "
             "bubblewrap nor Landlock works here (see aar doctor)")] = False,
+        executor: Annotated[str, typer.Option(
+            help="where the re-runs go: local (default) | ray")] = "local",
+        address: Annotated[str | None, typer.Option(
+            help="the Ray cluster (HOST:PORT of its head; default: the one `ray start` "
+                 "made on this machine, else a private one)")] = None,
     ) -> None:
         """Choose the top findings by their public-half score, report their private half
         (the unbiased estimate), and re-run their code, untouched, on fresh seeds, a
         re-drawn split, held-out datasets and another model pair."""
+        from aar.execution import ExecutorConfig, make_executor
         from aar.oversight.verify import (
             Verifier,
             VerifyConfig,
@@ -204,8 +210,10 @@ def register(app: typer.Typer) -> None:
 
         require_isolation(unsafe_sandbox)
         paths = resolve_run(run)
-        with admin_client(server, token, paths) as c:
-            v = Verifier(paths, c, progress=lambda m: err.print(f"[dim]{m}[/]"))
+        ex_cfg = ExecutorConfig(kind=executor, address=address)  # type: ignore[arg-type]
+        with admin_client(server, token, paths) as c, make_executor(ex_cfg) as ex:
+            v = Verifier(paths, c, progress=lambda m: err.print(f"[dim]{m}[/]"),
+                         executor=ex)
             pairs = None
             if pair:
                 pairs = tuple(_pair(p, v.dataset()) for p in pair)

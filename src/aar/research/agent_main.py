@@ -19,6 +19,7 @@ from typing import Any
 from aar.agents.research_tools import METHOD_CONTRACT
 from aar.client import Client
 from aar.errors import AarError
+from aar.execution import ExecutorConfig, make_executor
 from aar.research.context import Researcher
 from aar.research.directions import Direction
 from aar.research.layout import AgentStatus, RunPaths, now_iso
@@ -31,7 +32,8 @@ def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str
                       workspace_key=info["workspace_key"],
                       weak=info["weak"], strong=info["strong"],
                       client=Client(server_url, token), max_evals=info.get("max_evals"),
-                      cpu_slots=int(info.get("cpu_slots") or 0))
+                      cpu_slots=int(info.get("cpu_slots") or 0),
+                      executor=make_executor(ExecutorConfig.from_dict(info.get("executor"))))
 
 
 def _agent(info: dict[str, Any], name: str) -> dict[str, Any]:
@@ -133,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     direction = Direction(a["direction"], a["title"], tuple(a.get("families") or ()),
                           a.get("text", ""))
     r = make_researcher(paths, info, args.name, token, info["server_url"])
+    try:
+        return _research(r, direction, info, args)
+    finally:
+        if r.executor is not None:
+            r.executor.close()
+
+
+def _research(r: Researcher, direction: Direction, info: dict[str, Any],
+              args: argparse.Namespace) -> int:
     try:
         if info["backend"] == "builtin":
             from aar.research.builtin import BuiltinResearcher

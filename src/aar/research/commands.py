@@ -6,9 +6,17 @@ from typing import Annotated
 
 import typer
 
+from aar.execution import ExecutorConfig
 from aar.util import make_console
 
 console = make_console()
+
+
+def executor_config(executor: str | None, address: str | None) -> ExecutorConfig | None:
+    """``--executor``/``--address`` as a config (None: neither given)."""
+    if executor is None and address is None:
+        return None
+    return ExecutorConfig(kind=executor or "ray", address=address)  # type: ignore[arg-type]
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +48,11 @@ def register(app: typer.Typer) -> None:
         unsafe_sandbox: Annotated[bool, typer.Option(
             "--unsafe-sandbox", help="run researcher code WITHOUT isolation when neither "
             "bubblewrap nor Landlock works here (see aar doctor)")] = False,
+        executor: Annotated[str | None, typer.Option(
+            help="where sandboxed experiments run: local (default) | ray")] = None,
+        address: Annotated[str | None, typer.Option(
+            help="the Ray cluster (HOST:PORT of its head; default: the one `ray start` "
+                 "made on this machine)")] = None,
     ) -> None:
         """Run N researchers in parallel against the evaluation server, with budgets."""
         from aar.doctor import verdict
@@ -54,7 +67,8 @@ def register(app: typer.Typer) -> None:
                              minutes=minutes, model=model, base_url=base_url,
                              budget_usd=budget_usd, max_tokens=max_tokens,
                              max_evals=max_evals, directions=directions, server=server,
-                             canary=canary, seed=seed)
+                             canary=canary, seed=seed,
+                             executor=executor_config(executor, address))
         from aar.oversight.monitor import LiveObserver
 
         info = run_research(cfg, resume=resume, observers=[LiveObserver()])

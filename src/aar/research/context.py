@@ -27,6 +27,7 @@ import numpy as np
 from aar.client import Client
 from aar.data.store import Workspace
 from aar.errors import AarError
+from aar.execution import Executor, Experiment
 from aar.research.layout import RunPaths
 from aar.util import atomic_write_json
 
@@ -169,7 +170,8 @@ class Researcher:
     client: Client
     max_evals: int | None = None
     sandbox_timeout_s: float = 900.0
-    cpu_slots: int = 0  # > 0: sandbox runs wait for one of this many run-wide CPU slots
+    cpu_slots: int = 0  # > 0: local sandbox runs wait for one of this many run-wide CPU slots
+    executor: Executor | None = None  # where sandbox runs go (None: this machine's sandbox)
     evals_used: int = 0
     findings_posted: int = 0
     best_pgr: float | None = None
@@ -230,20 +232,22 @@ class Researcher:
         """Run the method file ``rel`` (in the workspace) in the sandbox over ``seeds``: it
         fits and returns a predictor, the harness applies it to the test split. Returns
         (test probabilities per seed, label-free diagnostics)."""
-        from aar.sandbox.worker import run_method_sandboxed
+        from aar.execution.local import LocalExecutor
 
         path = confine(self.workspace, rel, must_exist=True)
         seeds = check_seeds(list(seeds))
         t0 = time.monotonic()
-        ok, diag, err = False, None, None
-        slot = (cpu_slot(self.paths.root, self.cpu_slots) if self.cpu_slots > 0
-                else contextlib.nullcontext())
+        ok, diag, err, nodes = False, None, None, None
+        executor = self.executor or LocalExecutor(1)
+        slot = (cpu_slot(self.paths.root, self.cpu_slots)
+                if self.cpu_slots > 0 and executor.kind == "local" else contextlib.nullcontext())
         try:
             with slot:
-                preds = run_method_sandboxed(path, self.export, self.weak, self.strong,
-                                             seeds, dict(params or {}),
-                                             workdir=self.workspace,
-                                             timeout_s=self.sandbox_timeout_s)
+                out = executor.run(Experiment(path, self.export, self.weak, self.strong,
+                                              tuple(seeds), dict(params or {}),
+                                              timeout_s=self.sandbox_timeout_s),
+                                   self.workspace)
+            preds, nodes = out.predictions, list(out.nodes)
             diag = diagnostics(preds, self.weak_test())
             ok = True
             return preds, diag
@@ -254,7 +258,8 @@ class Researcher:
             seconds = time.monotonic() - t0
             self.compute_s += seconds
             self.event("sandbox_run", file=rel, seeds=list(seeds), params=params or {},
-                       ok=ok, diagnostics=diag, error=err, seconds=round(seconds, 2))
+                       ok=ok, diagnostics=diag, error=err, seconds=round(seconds, 2),
+                       executor=executor.kind, nodes=nodes)
 
     # -- server --------------------------------------------------------------------------
     def evals_left(self) -> int | None:
