@@ -1,8 +1,11 @@
 """The server on PostgreSQL: migrations, the evaluation hot path, budgets, the Ladder's row
 lock, findings with search (ILIKE), votes, the leaderboard, the audit log.
 
-Runs only when ``AAR_TEST_PG_URL`` names a scratch database (its public schema is
-dropped), e.g. ``postgresql+psycopg://aar:aar@127.0.0.1:5432/aar_test``.
+Runs on a fresh database of the session's throw-away cluster (``pg_cluster`` in
+conftest.py: wherever Debian's ``postgresql`` is installed), or on ``AAR_TEST_PG_URL``
+when it names a scratch database (its public schema is dropped), e.g.
+``postgresql+psycopg://aar:aar@127.0.0.1:5432/aar_test``. CI also runs the whole server
+suite on PostgreSQL (``AAR_TEST_DB=postgres``).
 """
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
@@ -12,34 +15,40 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from test_server_support import DATASET, Env, home, make_app, template  # noqa: F401
 
-PG = os.environ.get("AAR_TEST_PG_URL")
-pytestmark = pytest.mark.skipif(not PG, reason="set AAR_TEST_PG_URL to a scratch database")
 API = "/api/v1"
 
 
-def _fresh_app() -> object:
-    from sqlalchemy import create_engine, text
+@pytest.fixture
+def pg(pg_cluster: Any) -> str:
+    """A fresh PostgreSQL database's URL."""
+    url = os.environ.get("AAR_TEST_PG_URL")
+    if url:
+        from sqlalchemy import create_engine, text
 
-    assert PG is not None
-    engine = create_engine(PG)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return make_app(db_url=PG)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        return url
+    if pg_cluster is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql) and "
+                    "AAR_TEST_PG_URL is not set")
+    return str(pg_cluster.create_database())
 
 
-def test_postgres_fuzz_finds_no_5xx(home: Path, template: object) -> None:
+def test_postgres_fuzz_finds_no_5xx(home: Path, template: object, pg: str) -> None:
     from schemathesis import GenerationMode, openapi
     from test_server_fuzz import fuzz
 
-    app = _fresh_app()
+    app = make_app(db_url=pg)
     with TestClient(app) as client:  # type: ignore[arg-type]
         env = Env(app, client, {"Authorization": f"Bearer {app.state.initial_admin_token}"},
                   template)  # type: ignore[arg-type, attr-defined]
@@ -54,8 +63,8 @@ def test_postgres_fuzz_finds_no_5xx(home: Path, template: object) -> None:
     app.state.db.dispose()  # type: ignore[attr-defined]
 
 
-def test_postgres_end_to_end(home: Path, template: object) -> None:
-    app = _fresh_app()
+def test_postgres_end_to_end(home: Path, template: object, pg: str) -> None:
+    app = make_app(db_url=pg)
     assert app.state.db.dialect == "postgresql"
     with TestClient(app) as client:
         env = Env(app, client, {"Authorization": f"Bearer {app.state.initial_admin_token}"},

@@ -19,7 +19,7 @@ import zipfile
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, true
+from sqlalchemy import and_, func, select, text, true
 from sqlalchemy.orm import Session
 
 from aar.server.auth import Principal
@@ -253,12 +253,12 @@ def list_findings(
             conds.append(Finding.id.in_(
                 text("SELECT rowid FROM findings_fts WHERE findings_fts MATCH :q")
                 .bindparams(q=_fts_query(q))))
-        else:
+        else:  # PostgreSQL's full-text search, stemmed as SQLite's FTS5 (porter) is
             words = re.findall(r"\w+", q)[:20]
             if not words:
                 raise bad_request("search query has no words")
-            conds.extend(or_(Finding.title.ilike(f"%{w}%"), Finding.body.ilike(f"%{w}%"))
-                         for w in words)
+            doc = func.to_tsvector("english", Finding.title + " " + Finding.body)
+            conds.append(doc.op("@@")(func.plainto_tsquery("english", " ".join(words))))
     where = and_(*conds) if conds else true()
     total = session.scalar(select(func.count()).select_from(Finding).where(where)) or 0
     rows = session.scalars(select(Finding).where(where).order_by(

@@ -191,10 +191,16 @@ class Evaluator:
     def _ensure_dataset(self, conn: Connection, ds: LoadedDataset) -> None:
         if ds.key in self._known_datasets:
             return
-        if conn.execute(select(DATASET.c.key).where(DATASET.c.key == ds.key)).first() is None:
-            conn.execute(insert(DATASET).values(
-                key=ds.key, name=ds.name, weak=ds.weak, strong=ds.strong, n_test=ds.n,
-                baselines=ds.baselines, created=utcnow()))
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        # Two first evaluations of a dataset at once (PostgreSQL runs them side by side):
+        # one inserts the row, the other waits for it and inserts nothing.
+        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        added = conn.execute(dialect.insert(DATASET).values(
+            key=ds.key, name=ds.name, weak=ds.weak, strong=ds.strong, n_test=ds.n,
+            baselines=ds.baselines, created=utcnow()).on_conflict_do_nothing(
+                index_elements=["key"]))
+        if added.rowcount == 1:
             _audit(conn, None, "dataset.register", ds.key, name=ds.name, weak=ds.weak,
                    strong=ds.strong, baselines=ds.baselines)
         self._known_datasets.add(ds.key)
