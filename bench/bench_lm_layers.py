@@ -1,7 +1,7 @@
 """Benchmark: which block and pooling of a packaged causal LM make the best features?
 
     .venv/bin/python bench/bench_lm_layers.py --dataset code --model qwen0.5b \
-        [--n 800] [--max-layer 16] [--max-tokens 384] [--labeled 0.25]
+        [--n 800] [--max-layer 16] [--max-tokens 384] [--labeled 0.25] [--pairs]
 
 One forward pass over ``--n`` examples of the dataset (drawn at random, seed 0) keeps the
 residual stream after every block up to ``--max-layer``, pooled two ways (mean, last
@@ -12,6 +12,10 @@ the train part's true labels and scored on the held-out part — the ceiling rec
 fitted on a ``--labeled`` fraction of the train part (the weak recipe: fewer labels, weak
 features). Prints accuracy per block and pooling, the weak accuracy, the majority-class
 rate, and the encoding speed. Features are cached under ``$AAR_HOME/bench``.
+
+``--pairs`` scores the pairwise task instead (``math-pairs``/``code-pairs``): right/wrong
+pairs of the same problem are made from the encoded solutions (``make_pairs``), and each
+feature is the difference of the two solutions' features, as the pairwise datasets do.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import time
 
 import numpy as np
 
+from aar.data.pair_tasks import make_pairs
+from aar.data.pairs import split_pair
 from aar.data.registry import DATASETS
 from aar.models.lm_encoders import LMEncoder
 from aar.models.registry import encode_sorted, pad_batch, parse_encoder
@@ -48,7 +54,13 @@ def layer_features(enc: LMEncoder, texts: list[str]) -> np.ndarray:
         pooled = [torch.cat([(h * w).sum(1) / w.sum(1), h[rows, last]], 1) for h in states]
         return torch.stack(pooled, 1).reshape(len(batch), -1).numpy()
 
-    flat = encode_sorted(ids, n_layers * 2 * enc.dim, enc.batch_size, run)
+    done = [0]
+
+    def progress(k: int) -> None:
+        done[0] += k
+        print(f"  {done[0]}/{len(texts)} texts", flush=True)
+
+    flat = encode_sorted(ids, n_layers * 2 * enc.dim, enc.batch_size, run, progress)
     out[:] = flat.reshape(len(texts), n_layers, 2, enc.dim).transpose(1, 2, 0, 3)
     return out
 
@@ -77,6 +89,7 @@ def main() -> None:
     ap.add_argument("--max-layer", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=384)
     ap.add_argument("--labeled", type=float, default=0.25)
+    ap.add_argument("--pairs", action="store_true", help="score right/wrong pairs")
     a = ap.parse_args()
     examples = DATASETS.get(a.dataset).build({}).examples
     pick = np.random.default_rng(0).permutation(len(examples))[: a.n]
@@ -101,6 +114,16 @@ def main() -> None:
         print(f"encoded {len(texts)} texts ({ntok} tokens) through {a.max_layer} blocks of "
               f"{a.model} in {dt:.0f} s: {len(texts) / dt:.2f} texts/s, {ntok / dt:.0f} tokens/s")
     weak_x = parse_encoder("l3").factory().encode(texts)
+    if a.pairs:  # rows become right/wrong pairs; features become differences
+        row = {t: i for i, t in enumerate(texts)}
+        pairs = make_pairs(ex, "probe", lambda t: ("", t))
+        halves = [split_pair(p.text) for p in pairs]
+        first = [row[h[0]] for h in halves if h]
+        second = [row[h[1]] for h in halves if h]
+        feats = feats[:, :, first] - feats[:, :, second]
+        weak_x = weak_x[first] - weak_x[second]
+        y = np.array([p.label for p in pairs], dtype=np.float64)
+        groups = [p.group or p.id for p in pairs]
 
     masks = group_splits(groups)
     rng = np.random.default_rng(1)
@@ -111,7 +134,8 @@ def main() -> None:
         few[rng.choice(train, max(20, int(a.labeled * len(train))), replace=False)] = True
         weak_acc.append(accuracy(weak_x, y, test, few))
         majority.append(max(y[test].mean(), 1 - y[test].mean()))
-    print(f"{a.dataset}: n={len(y)}, positives {y.mean():.3f}, {len(set(groups))} groups; "
+    task = f"{a.dataset}{' pairs' if a.pairs else ''}"
+    print(f"{task}: n={len(y)}, positives {y.mean():.3f}, {len(set(groups))} groups; "
           f"majority class on held-out {np.mean(majority):.3f}; "
           f"weak l3 ({a.labeled:.0%} of train labels) {np.mean(weak_acc):.3f}")
     print(f"{'block':>5} {'mean':>7} {'last':>7}   (held-out accuracy, true labels, mean of 5 "

@@ -119,3 +119,22 @@ def test_packaged_qwen_continues_a_known_prompt() -> None:
     folder = causal_lm.lm_folder("qwen0.5b")
     assert "Paris" in causal_lm.continue_text(folder, "The capital of France is")
     assert "a + b" in causal_lm.continue_text(folder, "def add(a, b):\n    return")
+
+
+@pytest.mark.slow
+def test_code_pairs_with_an_lm_strong_model_have_a_real_gap() -> None:
+    """The real pipeline at a small size: pairwise features of a 6-block Qwen slice, fixed
+    baselines, and a weak/ceiling gap far above what PGR needs (the sentence-encoder
+    teacher is near chance on pairs; measured full-size numbers are in the README)."""
+    from aar.data.prepare import prepare
+    from aar.data.registry import SplitSizes
+    from aar.data.splits import PUBLIC
+    from aar.w2s import baselines
+    from aar.w2s.scoring import Scorer
+
+    strong = "lm:qwen0.5b/6/mean"
+    prep = prepare("code-pairs", SplitSizes(60, 200, 140))
+    assert prep.workspace.manifest["pairwise"] and prep.vault.meta["pairwise"]
+    baselines.ensure(prep, "l3", strong)
+    weak_acc, ceiling_acc = Scorer.of(prep, "l3", strong).fixed[PUBLIC]
+    assert ceiling_acc - weak_acc >= 0.08, (weak_acc, ceiling_acc)

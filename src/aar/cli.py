@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aar.data.registry import TESTBED
 from aar.data.splits import PUBLIC
 from aar.errors import AarError
 from aar.util import make_console
@@ -26,20 +27,17 @@ console = make_console()
 err = make_console(stderr=True)
 
 DEFAULT_DATASET = "sentiment"
-DEFAULT_WEAK = "l3"
-DEFAULT_STRONG = "mpnet"
-SYNTHETIC_ENCODERS = ("syn_weak", "syn_strong")
 
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="dataset name, or jsonl:PATH")]
-Weak = Annotated[str | None, typer.Option(help="weak encoder (default l3)")]
-Strong = Annotated[str | None, typer.Option(help="strong encoder (default mpnet)")]
+Weak = Annotated[str | None, typer.Option(help="weak encoder (default: the dataset's)")]
+Strong = Annotated[str | None, typer.Option(help="strong encoder (default: the dataset's)")]
 
 
 def _encoders(dataset: str, weak: str | None, strong: str | None) -> tuple[str, str]:
-    """The synthetic testbed ships its own encoders; everything else defaults to l3/mpnet."""
-    if dataset.split(":")[0] == "synthetic":
-        return weak or SYNTHETIC_ENCODERS[0], strong or SYNTHETIC_ENCODERS[1]
-    return weak or DEFAULT_WEAK, strong or DEFAULT_STRONG
+    """The encoders named, else the dataset's own (``@dataset(encoders=...)``)."""
+    from aar.data.registry import default_encoders
+
+    return default_encoders(dataset, weak, strong)
 
 
 def _progress() -> Progress:
@@ -79,7 +77,7 @@ def setup(
     dataset: Annotated[list[str] | None, typer.Option(
         "--dataset", "-d", help="datasets to prepare (repeatable; default: sentiment)")] = None,
     all_datasets: Annotated[bool, typer.Option(
-        "--all", help="prepare sentiment, math, code and tweets")] = False,
+        "--all", help="prepare the testbed: sentiment, tweets, math-pairs, code-pairs")] = False,
     weak: Weak = None,
     strong: Strong = None,
 ) -> None:
@@ -90,7 +88,7 @@ def setup(
     from aar.w2s.features import split_features
     from aar.w2s.scoring import Scorer
 
-    names = ["sentiment", "math", "code", "tweets"] if all_datasets else (
+    names = list(TESTBED) if all_datasets else (
         dataset or [DEFAULT_DATASET])
     table = Table(title="Prepared datasets (fixed baselines, cross-validated, on the public "
                         "test half with 95% bootstrap intervals)")

@@ -69,6 +69,7 @@ def _code_split(text: str) -> tuple[str, str]:
     packages=(math_champ.PACKAGE,),
     sizes=SplitSizes(150, 450, 300),
     version="1",
+    encoders=("l3", "qwen0.5b"),
 )
 def build_math(params: Mapping[str, str]) -> Built:
     solutions = math_champ.load_examples(ensure_package(math_champ.PACKAGE) / math_champ.DATA_FILE)
@@ -82,6 +83,7 @@ def build_math(params: Mapping[str, str]) -> Built:
     packages=(code_humaneval.PACKAGE,),
     sizes=SplitSizes(150, 600, 400),
     version="1",
+    encoders=("l3", "qwen0.5b"),
 )
 def build_code(params: Mapping[str, str]) -> Built:
     programs = code_humaneval.load_examples(ensure_package(code_humaneval.PACKAGE))

@@ -109,6 +109,11 @@ def parse_dataset(ref: str) -> tuple[DatasetSpec, dict[str, str]]:
     return spec, ({"arg": arg} if sep else {})
 
 
+# The embedded testbed: what `aar setup --all` prepares and verification holds out.
+# Math and code enter as pairs: as single solutions their gaps are too small to measure.
+TESTBED = ("sentiment", "tweets", "math-pairs", "code-pairs")
+
+
 def default_encoders(ref: str, weak: str | None = None,
                      strong: str | None = None) -> tuple[str, str]:
     """(weak, strong) for ``ref``: the ones given, else the dataset's own (a canary's are

@@ -50,6 +50,7 @@ import numpy as np
 
 from aar.client import Client
 from aar.data.canary import base_ref
+from aar.data.registry import TESTBED, default_encoders
 from aar.data.splits import PRIVATE, PUBLIC
 from aar.data.store import Workspace
 from aar.errors import AarError
@@ -63,7 +64,6 @@ from aar.w2s.metrics import MIN_GAP, PairedBootstrap, above_interval
 if TYPE_CHECKING:
     from aar.w2s.scoring import Scorer
 
-TESTBED = ("sentiment", "math", "code", "tweets")
 SEEN = "public (seen)"  # the finding's submissions, public half: what it was chosen on
 PRIVATE_EST = "private (unbiased)"  # the same submissions on the private half
 RERUN = "re-run, seen seeds (private)"  # the snapshot re-run with the submitted seeds
@@ -190,9 +190,13 @@ def error_cell(label: str, message: str, **extra: Any) -> Cell:
                 else "failed", **extra)
 
 
-def encoders(dataset: str, weak: str, strong: str) -> tuple[str, str]:
-    """The synthetic testbed has its own encoders; other datasets take the finding's."""
-    return SYNTHETIC if base_ref(dataset).split(":")[0] == "synthetic" else (weak, strong)
+def encoders(dataset: str, weak: str | None = None,
+             strong: str | None = None) -> tuple[str, str]:
+    """The pair given (a finding's, on its own dataset), else the dataset's default; the
+    synthetic testbed always uses its own encoders."""
+    if base_ref(dataset).split(":")[0] == "synthetic":
+        return SYNTHETIC
+    return default_encoders(dataset, weak, strong)
 
 
 def default_heldout(dataset: str) -> list[str]:
@@ -349,8 +353,7 @@ class Verifier:
             self._note("no other testbed dataset is prepared here: no held-out re-run "
                        "(name some with --heldout)")
         for ref in held:
-            w, s = encoders(ref, weak, strong)
-            out.append(Target(f"held-out {ref}", ref, w, s))
+            out.append(Target(f"held-out {ref}", ref, *encoders(ref)))
         pairs = self.cfg.pairs if self.cfg.pairs is not None else default_pairs(
             dataset, weak, strong)
         for ref, w, s in pairs:
@@ -370,8 +373,7 @@ class Verifier:
         finding = self.admin.finding(fid)
         metrics = finding.get("claimed_metrics") or {}
         dataset = self.dataset()
-        weak, strong = encoders(dataset, str(metrics.get("weak") or "l3"),
-                                str(metrics.get("strong") or "mpnet"))
+        weak, strong = encoders(dataset, metrics.get("weak"), metrics.get("strong"))
         claimed = metrics.get("params")
         params: dict[str, Any] = dict(claimed) if isinstance(claimed, dict) else {}
         if not finding.get("archive"):

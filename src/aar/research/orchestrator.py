@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aar.client import Client
+from aar.data.registry import default_encoders
 from aar.errors import AarError
 from aar.execution import ExecutorConfig
 from aar.research.directions import Direction, load_directions
@@ -66,13 +67,6 @@ class ResearchConfig:
         if self.canary and not self.dataset.startswith("canary:"):
             return f"canary:{self.dataset}"
         return self.dataset
-
-
-def default_encoders(dataset: str, weak: str | None, strong: str | None) -> tuple[str, str]:
-    base = dataset.split(":")[1] if dataset.startswith("canary:") else dataset
-    if base.split(":")[0] == "synthetic":
-        return weak or "syn_weak", strong or "syn_strong"
-    return weak or "l3", strong or "mpnet"
 
 
 def new_run_id() -> str:
