@@ -7,6 +7,12 @@
 
 Every method returns the server's JSON; an error response raises ``ServerError`` (an
 ``AarError``) carrying the status code and the server's one-line message.
+
+With ``retry_s`` > 0 a request that could not be sent or answered (connection refused or
+reset, a timeout, 502/503/504: the server restarting) is sent again, with growing pauses,
+for up to that many seconds. Only requests that are safe to repeat are: reads, status
+reports, content-addressed archives, and evaluations and findings, which carry an
+``Idempotency-Key`` so that the server answers a repeat with what the first made.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import base64
 import io
 import os
 import tarfile
+import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +33,8 @@ import httpx
 from aar.errors import AarError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+RETRY_STATUSES = (502, 503, 504)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 SNAPSHOT_SKIP = {"__pycache__", ".git", ".venv", ".mypy_cache", ".ruff_cache",
                  ".pytest_cache", "node_modules"}
 
@@ -67,7 +77,9 @@ def _iso(t: datetime | str | None) -> str | None:
 
 class Client:
     def __init__(self, url: str | None = None, token: str | None = None,
-                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
+                 retry_s: float = 0.0) -> None:
+        self.retry_s = retry_s
         self.url = (url or os.environ.get("AAR_SERVER_URL") or DEFAULT_URL).rstrip("/")
         token = token or os.environ.get("AAR_TOKEN")
         if not token:
@@ -86,13 +98,33 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, retry: bool | None = None,
+              **kwargs: Any) -> Any:
+        """One API call; ``retry`` (default: for GET, PUT and DELETE) allows sending it
+        again within ``retry_s`` when no answer came."""
         if "params" in kwargs:
             kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None}
-        try:
-            r = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise AarError(f"cannot reach the evaluation server at {self.url}: {exc}") from None
+        safe = method in ("GET", "PUT", "DELETE") if retry is None else retry
+        deadline = time.monotonic() + (self.retry_s if safe else 0.0)
+        pause = 0.1
+        while True:
+            try:
+                r = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if time.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    pause = min(2 * pause, 2.0)
+                    continue
+                raise AarError(f"cannot reach the evaluation server at {self.url}: "
+                               f"{exc}") from None
+            except httpx.HTTPError as exc:
+                raise AarError(f"cannot reach the evaluation server at {self.url}: "
+                               f"{exc}") from None
+            if r.status_code in RETRY_STATUSES and time.monotonic() + pause < deadline:
+                time.sleep(pause)
+                pause = min(2 * pause, 2.0)
+                continue
+            break
         if r.status_code >= 400:
             try:
                 body = r.json()
@@ -141,7 +173,8 @@ class Client:
                                 "seed": seed, "method": method}
         if transductive:  # sent only when set: older servers refuse unknown fields
             body["transductive"] = True
-        return self._call("POST", "/evaluations", json=body)
+        return self._call("POST", "/evaluations", json=body, retry=True,
+                          headers={IDEMPOTENCY_HEADER: uuid.uuid4().hex})
 
     def evaluations(self, dataset: str | None = None, limit: int = 50, offset: int = 0,
                     agent: str | None = None) -> dict[str, Any]:
@@ -158,7 +191,7 @@ class Client:
         """Upload a code snapshot (bytes of a tar/zip, or a path to snapshot)."""
         if not isinstance(data, bytes):
             data = snapshot(data)
-        return self._call("POST", "/archives", json={
+        return self._call("POST", "/archives", retry=True, json={  # content-addressed
             "filename": filename, "data_b64": base64.b64encode(data).decode()})
 
     def download_archive(self, sha256: str) -> bytes:
@@ -173,7 +206,8 @@ class Client:
         ``builds_on`` lists ids of earlier findings it builds on."""
         if code is not None:
             archive = self.upload_archive(code)["sha256"]
-        return self._call("POST", "/findings", json={
+        return self._call("POST", "/findings", retry=True,
+                          headers={IDEMPOTENCY_HEADER: uuid.uuid4().hex}, json={
             "type": type, "title": title, "body": body, "metrics": dict(metrics or {}),
             "dataset": dataset, "submissions": list(submissions), "archive": archive,
             "builds_on": list(builds_on)})

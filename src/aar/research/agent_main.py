@@ -24,6 +24,8 @@ from aar.research.context import Researcher
 from aar.research.directions import Direction
 from aar.research.layout import AgentStatus, RunPaths, now_iso
 
+SERVER_RETRY_S = 120.0  # a researcher waits this long for a restarting server
+
 
 def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str,
                     server_url: str) -> Researcher:
@@ -31,7 +33,8 @@ def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str
                       dataset=info.get("dataset_key") or info["workspace_key"],
                       workspace_key=info["workspace_key"],
                       weak=info["weak"], strong=info["strong"],
-                      client=Client(server_url, token), max_evals=info.get("max_evals"),
+                      client=Client(server_url, token, retry_s=SERVER_RETRY_S),
+                      max_evals=info.get("max_evals"),
                       cpu_slots=int(info.get("cpu_slots") or 0),
                       executor=make_executor(ExecutorConfig.from_dict(info.get("executor"))))
 

@@ -19,11 +19,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import aar
-from aar.server import auth, flags, forum, ladder, leaderboard, status
+from aar.server import auth, flags, forum, idempotency, ladder, leaderboard, status
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
@@ -340,10 +341,11 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]) from None
+        key = idempotency.request_key(request)
         if inline and catalog.loaded(body.dataset):
-            return evaluator.submit(who, body)
+            return evaluator.submit(who, body, key)
         # A dataset's first use loads it (and may train its baselines): not on the loop.
-        return await run_in_threadpool(evaluator.submit, who, body)
+        return await run_in_threadpool(evaluator.submit, who, body, key)
 
     @api.get("/evaluations", summary="your submissions (admins: all)")
     def evaluations(who: Who, limit: Limit = 50, offset: Offset = 0,
@@ -399,14 +401,35 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     # ------------------------------------------------------------------ forum
 
     @api.post("/findings", summary="post a finding", status_code=201)
-    def post_finding(body: FindingIn, who: Who) -> dict[str, Any]:
+    def post_finding(body: FindingIn, who: Who, request: Request) -> dict[str, Any]:
+        key = idempotency.request_key(request)
+        if key is not None:
+            done = _finding_posted(who, key)
+            if done is not None:
+                return done
         ds = catalog.get(body.dataset) if body.dataset else None
-        with db.write() as s:
-            f = forum.create_finding(s, who, body, ds.key if ds else None, cfg.min_seeds)
-            if f.type == "result" and f.dataset_key is not None:
-                leaderboard.flag_above_ceiling(s, f, ds or catalog.get(f.dataset_key),
-                                               list(body.submissions))
-            return forum.finding_dict(s, f)
+        try:
+            with db.write() as s:
+                f = forum.create_finding(s, who, body, ds.key if ds else None,
+                                         cfg.min_seeds)
+                if f.type == "result" and f.dataset_key is not None:
+                    leaderboard.flag_above_ceiling(s, f, ds or catalog.get(f.dataset_key),
+                                                   list(body.submissions))
+                if key is not None:
+                    s.flush()
+                    idempotency.record(s, who.id, key, "finding", f.id, f.created)
+                return forum.finding_dict(s, f)
+        except IntegrityError:
+            done = None if key is None else _finding_posted(who, key)  # a concurrent repeat
+            if done is None:
+                raise
+            return done
+
+    def _finding_posted(who: Principal, key: str) -> dict[str, Any] | None:
+        with db.read() as s:
+            fid = idempotency.find(s, who.id, key, "finding")
+            return None if fid is None else {
+                **forum.finding_dict(s, forum.get_finding(s, fid)), "replayed": True}
 
     @api.get("/findings", summary="list or search findings (newest activity first)")
     def list_findings(

@@ -151,6 +151,19 @@ class LadderRow(Base):
     queries: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class RequestKey(Base):
+    """An agent's ``Idempotency-Key`` and what its request made (migration 0005): a
+    retried evaluation or finding is answered with that, never done twice. Written in the
+    same transaction as the row it names."""
+
+    __tablename__ = "request_keys"
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "evaluation" | "finding"
+    target_id: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Archive(Base):
     """A method's code snapshot: a content-addressed tar.gz or zip."""
 

@@ -22,9 +22,10 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy import BindParameter, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aar.server import ladder, probing
+from aar.server import idempotency, ladder, probing
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
@@ -203,7 +204,6 @@ class Evaluator:
         if added.rowcount == 1:
             _audit(conn, None, "dataset.register", ds.key, name=ds.name, weak=ds.weak,
                    strong=ds.strong, baselines=ds.baselines)
-        self._known_datasets.add(ds.key)
 
     def _reported(self, state: ladder.LadderState, released: bool,
                   release_key: str | None) -> dict[str, Any]:
@@ -224,7 +224,32 @@ class Evaluator:
                 "pgr_ci": interval if value is not None else None, "released": released,
                 "releases": state.releases, "dataset_key": release_key}
 
-    def submit(self, who: Principal, body: EvaluationIn) -> dict[str, Any]:
+    def submit(self, who: Principal, body: EvaluationIn, key: str | None = None
+               ) -> dict[str, Any]:
+        """Score ``body``; with an idempotency ``key`` already used by this agent, answer
+        with the submission that key made instead (``replayed``)."""
+        if key is not None:
+            done = self.replay(who, key)
+            if done is not None:
+                return done
+        try:
+            return self._submit(who, body, key)
+        except IntegrityError:
+            done = None if key is None else self.replay(who, key)  # a concurrent repeat
+            if done is None:
+                raise
+            return done
+
+    def replay(self, who: Principal, key: str) -> dict[str, Any] | None:
+        with self.db.read() as s:
+            sid = idempotency.find(s, who.id, key, "evaluation")
+            if sid is None:
+                return None
+            sub = get_submission(s, who, sid)
+            name = self.catalog.get(sub.dataset_key).name
+            return {**submission_dict(sub, name, who.is_admin), "replayed": True}
+
+    def _submit(self, who: Principal, body: EvaluationIn, key: str | None) -> dict[str, Any]:
         if body.split != "test":
             raise bad_request(f"only the test split is scored; got split {body.split!r}")
         ds = self.catalog.get(body.dataset)
@@ -283,6 +308,8 @@ class Evaluator:
                 reported=_json({**reported,
                                 "from_submission": sid_placeholder(released, state)}),
                 transductive=body.transductive)
+            if key is not None:
+                idempotency.record(conn, who.id, key, "evaluation", sid, now)
             if released:
                 state = replace(state, submission=sid)
                 self.q_reported.run(conn, sid=sid,
@@ -302,6 +329,9 @@ class Evaluator:
                                 detail=_json(f.detail), created=t_now)
                 self._audit(conn, who, "flag.probing", str(sid), t_now, kind=f.kind,
                             **f.detail)
+        # Known only once committed: a concurrent request must not skip the insert and
+        # refer to a dataset row another transaction has not committed yet.
+        self._known_datasets.add(ds.key)
         use["used_total"] += 1
         use["used_last_hour"] += 1
         out: dict[str, Any] = {
