@@ -273,7 +273,12 @@ def load_lm(name: str, layers: int | None = None, *, causal: bool = False) -> tu
     hf_logging.disable_progress_bar()
     folder = lm_folder(name)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(str(folder))
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the bare model skips the LM head: expected, not news
+    try:
+        model = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(str(folder))
+    finally:
+        hf_logging.set_verbosity(level)
     if layers is not None and not causal and layers < model.config.num_hidden_layers:
         model.layers = model.layers[:layers]
         model.norm = torch.nn.Identity()
