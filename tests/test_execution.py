@@ -96,7 +96,9 @@ def _files(root: Path) -> set[str]:
 
 def test_ray_tasks_match_local_runs_and_a_node_gets_only_the_export(
         home: Path, on_cluster: LocalRayCluster, tmp_path: Path) -> None:
+    from aar.data.splits import PRIVATE
     from aar.execution.ray_cluster import RayExecutor
+    from aar.oversight.verify import FRESH, Target, run_target
     from aar.w2s.sweep import sweep
 
     prepare_dataset(DATASET, WEAK, STRONG)
@@ -108,6 +110,12 @@ def test_ray_tasks_match_local_runs_and_a_node_gets_only_the_export(
     local = LocalExecutor().run(exp, work)
     with RayExecutor(on_cluster.address) as ex:
         remote = ex.run(exp, work)
+        # `aar verify`'s re-run of a snapshot: the same cell from the cluster
+        target = Target(FRESH, DATASET, WEAK, STRONG, halves=(PRIVATE,))
+        cell_r, rows_r = run_target(METHOD, target, [7, 8], {}, work, 600.0, ex)
+    cell_l, rows_l = run_target(METHOD, target, [7, 8], {}, work, 600.0)
+    assert rows_r is not None and rows_l is not None and np.array_equal(rows_r, rows_l)
+    assert cell_r == cell_l and cell_r.mean is not None
     assert np.array_equal(local.predictions, remote.predictions)  # bit for bit
     assert len(set(remote.nodes)) == 2  # spread over both nodes
     # What each node received: the bundle (the export's files and the two encoders'
