@@ -176,7 +176,7 @@ def _keyed(d: dict[float, float]) -> dict[str, float]:
 # Keyed by their LoRA settings (``lora-`` names), so they never mix with the head ones.
 # On a subset (CPU sizes), every split is the same public, label-free subset of ids.
 
-LORA_VERSION = "1"
+LORA_VERSION = "2"  # 2: learning rate decays linearly to 0
 LORA_SUBSET_SALT = "aar-lora-subset"
 
 

@@ -76,7 +76,7 @@ class LoraConfig:
     rslora: bool = True
     targets: tuple[str, ...] = TARGET_MODULES
     lr: float = 1e-4
-    warmup: float = 0.0  # fraction of the steps over which lr ramps up linearly
+    warmup: float = 0.0  # fraction of the steps over which lr ramps up; then down to 0
     batch_size: int = 32
     micro_batch: int = 8
     epochs: int = 5
@@ -447,9 +447,8 @@ def _train_lora(cfg: LoraConfig, lm: str | tuple[Any, Any], texts: Sequence[str]
         for start in range(0, n, cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             progress = len(history) / total
-            ramp = math.ceil(cfg.warmup * total)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (len(history) + 1) / (ramp + 1))
+                group["lr"] = cfg.lr * _schedule(len(history), total, cfg.warmup)
             a = cfg.logconf_alpha * min(1.0, progress / cfg.logconf_warmup) \
                 if cfg.logconf_warmup > 0 else cfg.logconf_alpha
             wsum = float(wt[batch].sum())
@@ -472,6 +471,15 @@ def _train_lora(cfg: LoraConfig, lm: str | tuple[Any, Any], texts: Sequence[str]
     model.eval()
     return LoraPredictor(model, prompter, device, max(cfg.micro_batch, cfg.batch_size), history,
                          cfg.threads)
+
+
+def _schedule(step: int, total: int, warmup: float) -> float:
+    """Learning-rate factor of ``step`` (0-based) of ``total``: a linear ramp up over the
+    first ``warmup`` fraction, then linearly down towards 0 at the end."""
+    ramp = math.ceil(warmup * total)
+    if step < ramp:
+        return (step + 1) / (ramp + 1)
+    return (total - step) / (total - ramp)
 
 
 @dataclass(frozen=True)
