@@ -21,7 +21,7 @@ from aar.data.packages import ensure_package
 from aar.data.pairs import pair_text
 from aar.data.registry import Built, Example, SplitSizes, dataset, opaque_id
 
-PER_PROBLEM = 12
+PER_PROBLEM = 8
 SEED = 0
 
 
@@ -65,11 +65,12 @@ def _code_split(text: str) -> tuple[str, str]:
 @dataset(
     "math-pairs",
     description="CHAMP math as pairs: which of two model solutions has the right final "
-    "answer? (~900 pairs, 79 problems)",
+    "answer? (600 pairs of 1,120 solutions, 75 problems)",
     packages=(math_champ.PACKAGE,),
-    sizes=SplitSizes(150, 450, 300),
+    sizes=SplitSizes(100, 300, 200),
     version="1",
-    encoders=("l3", "qwen0.5b"),
+    # last-token states of block 14: the best the layer bench found for math pairs
+    encoders=("l3", "lm:qwen0.5b/14/last"),
 )
 def build_math(params: Mapping[str, str]) -> Built:
     solutions = math_champ.load_examples(ensure_package(math_champ.PACKAGE) / math_champ.DATA_FILE)
@@ -79,7 +80,7 @@ def build_math(params: Mapping[str, str]) -> Built:
 @dataset(
     "code-pairs",
     description="HumanEval as pairs: which of two programs passes the tests? "
-    "(reference/passing mutants vs failing mutants, 164 problems)",
+    "(1,153 pairs of 1,946 programs: reference or passing mutants vs failing ones)",
     packages=(code_humaneval.PACKAGE,),
     sizes=SplitSizes(150, 600, 400),
     version="1",
@@ -87,4 +88,4 @@ def build_math(params: Mapping[str, str]) -> Built:
 )
 def build_code(params: Mapping[str, str]) -> Built:
     programs = code_humaneval.load_examples(ensure_package(code_humaneval.PACKAGE))
-    return Built(make_pairs(programs, "code-pairs", _code_split, per_problem=8))
+    return Built(make_pairs(programs, "code-pairs", _code_split))
