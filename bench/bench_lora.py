@@ -35,13 +35,12 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
 
 
-def cpu_bench(model: str, n: int, batch: int, max_tokens: int) -> None:
-    import torch
-
+def cpu_bench(model: str, n: int, batch: int, max_tokens: int, threads: int) -> None:
     from aar.w2s import lora
 
     cfg = dataclasses.replace(lora.preset("offline", device="cpu"), batch_size=batch,
-                              micro_batch=batch, max_tokens=max_tokens, epochs=1)
+                              micro_batch=batch, max_tokens=max_tokens, epochs=1,
+                              threads=threads)
     texts, y = texts_of(n)
     t0 = time.perf_counter()
     tok_model = lora.load_causal_lm(model)
@@ -55,7 +54,7 @@ def cpu_bench(model: str, n: int, batch: int, max_tokens: int) -> None:
     t0 = time.perf_counter()
     p = pred.predict_texts(texts)
     score_s = time.perf_counter() - t0
-    print(f"LoRA on CPU: {model}, {torch.get_num_threads()} torch threads, rank {cfg.rank}, "
+    print(f"LoRA on CPU: {model}, {threads} torch thread(s), rank {cfg.rank}, "
           f"batch {batch}, {n} examples of {tokens / n:.1f} prompt tokens (max {max_tokens})")
     print(f"  load        {load_s:6.1f} s")
     print(f"  train       {train_s:6.1f} s  {n / train_s:6.2f} examples/s  "
@@ -93,14 +92,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=48)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (the CPU preset's: 1)")
     ap.add_argument("--no-gpu", action="store_true", help="skip the end-to-end GPU run")
     args = ap.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    cpu_bench(args.model, args.n, args.batch, args.max_tokens)
+    cpu_bench(args.model, args.n, args.batch, args.max_tokens, args.threads)
     import torch
 
     if torch.cuda.is_available() and not args.no_gpu:

@@ -151,6 +151,9 @@ def test_presets_and_subsets() -> None:
     assert (gpu.strong, gpu.rank, gpu.alpha, gpu.rslora, gpu.lr, gpu.batch_size, gpu.epochs,
             gpu.unlabeled_size) == ("qwen1.5b", 32, 32, True, 1e-4, 32, 2, None)
     assert lora.preset("reference", device="cpu").strong == "Qwen/Qwen3-4B-Base"
+    factors = [lora._schedule(k, 8, 0.25) for k in range(8)]
+    assert factors[:3] == [1 / 3, 2 / 3, 1.0] and factors[-1] == 1 / 6
+    assert lora._schedule(0, 4, 0.0) == 1.0
     ids = [f"id{i}" for i in range(100)]
     pos = lora.subset(ids, 10, "s")
     assert len(pos) == 10 and list(pos) == sorted(pos)

@@ -128,8 +128,8 @@ PRESETS: dict[str, LoraConfig] = {
     "reference": LoraConfig(weak="Qwen/Qwen1.5-0.5B-Chat", strong="Qwen/Qwen3-4B-Base"),
     "offline": LoraConfig(weak="qwen0.5b", strong="qwen1.5b"),
 }
-# The offline preset on a CPU, sized for 2 cores (qwen0.5b trains at about 30 prompt
-# tokens/s on one of them, qwen1.5b three times slower): the models one size down
+# The offline preset on a CPU, sized for 2 cores (qwen0.5b trains at about 40 prompt
+# tokens/s on one of them; qwen1.5b needs three times the compute): the models one size down
 # (smollm -> qwen0.5b), 96 unlabeled examples to train on, 200 test examples to score, 96
 # labeled ones for a LoRA weak teacher; prompts cut to 48 tokens, one epoch of batches of
 # 8 with the learning rate ramped up over the first quarter (Adam's first steps at full
