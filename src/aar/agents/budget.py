@@ -29,6 +29,7 @@ class Usage:
     seconds: float = 0.0
     llm_calls: int = 0
     tool_calls: int = 0
+    llm_seconds: float = 0.0  # wall time of the model calls (compute time for a local model)
 
     @property
     def total_tokens(self) -> int:
@@ -113,9 +114,12 @@ class Budget:
         cache_write_tokens: int = 0,
         cache_read_tokens: int = 0,
         usd: float = 0.0,
+        *,
+        seconds: float = 0.0,
     ) -> None:
         with self._lock:
             u = self._usage
+            u.llm_seconds += seconds
             u.input_tokens += input_tokens
             u.output_tokens += output_tokens
             u.cache_write_tokens += cache_write_tokens

@@ -1,8 +1,19 @@
 """The LLM researcher loop: model -> tool calls -> results, persisted as it happens.
 
 ``LLMResearcher.run`` drives one researcher until the model ends its turn without calling a
-tool (``done``), a budget limit is reached (``budget:<seconds|usd|tokens|evals>``) or the
-model API fails for good (``error``).
+tool (``done``), a budget limit is reached (``budget:<seconds|usd|tokens|evals>``), the
+model API fails for good (``error``) or, with ``max_failures``, the model failed that many
+turns in a row (``failures``).
+
+Small models (the local backend) make real mistakes; the loop absorbs them. A malformed call
+(not JSON, an unknown tool, a missing or ill-typed argument) gets a short corrective result
+(with ``call_hints``: the tools' names or the tool's signature); with ``nudge`` a turn with
+no tool call gets a reminder instead of ending the run; with ``context_tokens`` (the
+model's window) the oldest turns are dropped before the prompt would overflow it, leaving
+the first message and a note of what was dropped. Every tool result is checked as ``ok``,
+``tool_error`` (the tool ran and failed), ``bad_json``, ``unknown_tool`` or
+``bad_arguments``; these counts, nudges, compactions, calls per tool and the model's
+seconds and tokens per second are in ``Outcome.counts``, the ``end`` event and the summary.
 
 Persistence. Every event is one JSON line in the transcript, flushed and fsync'd before the
 loop moves on: the session header, each user message, each assistant turn (text, tool
@@ -41,8 +52,9 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +74,7 @@ from .backends.base import (
 )
 from .budget import Budget, Usage
 from .pricing import PriceTable, load_prices
-from .tools import Tool, execute, tool_index
+from .tools import Tool, execute, tool_index, validate_arguments
 
 TRANSCRIPT_VERSION = 1
 DEFAULT_RESUME_MESSAGE = (
@@ -76,6 +88,13 @@ CONTINUE_AFTER_CUTOFF = (
     "Your last reply was cut off at the output token limit. Continue, and keep replies "
     "shorter.")
 _MAX_CUTOFF_NUDGES = 3
+NO_TOOL_NUDGE = (
+    "You did not call a tool, so nothing happened. Reply with one tool call, as a JSON "
+    'object: {"name": "<tool>", "arguments": {...}}. Tools: {tools}.')
+COMPACTED_NOTE = (
+    "[{dropped} earlier messages were dropped to fit the model's context window. Calls so "
+    "far: {calls}. Your notes (the notes tool) and your files are still there.]")
+MALFORMED = ("bad_json", "unknown_tool", "bad_arguments")
 _STOP_TEXT = {
     "seconds": "the wall-time budget is used up",
     "usd": "the dollar budget is used up",
@@ -86,10 +105,11 @@ _STOP_TEXT = {
 
 @dataclass(frozen=True)
 class Outcome:
-    reason: str  # "done" | "budget:<seconds|usd|tokens|evals>" | "error"
+    reason: str  # "done" | "budget:<seconds|usd|tokens|evals>" | "error" | "failures"
     final_note: str
     usage: Usage
     error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def usd_per_hour(self) -> float | None:
@@ -97,7 +117,7 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"reason": self.reason, "final_note": self.final_note,
-                "usage": self.usage.to_dict(), "error": self.error}
+                "usage": self.usage.to_dict(), "error": self.error, "stats": self.stats}
 
 
 class Transcript:
@@ -204,6 +224,7 @@ def replay(events: Sequence[dict[str, Any]]) -> _Replay:
             usage.cache_write_tokens += u.cache_write_tokens
             usage.cache_read_tokens += u.cache_read_tokens
             usage.usd += float(ev.get("usd", 0.0))
+            usage.llm_seconds += float(ev.get("call_s", 0.0))
             usage.llm_calls += 1
             if turn.tool_calls:
                 pending = turn
@@ -222,6 +243,25 @@ def replay(events: Sequence[dict[str, Any]]) -> _Replay:
                 flush(False)
     flush(True)
     return _Replay(messages, usage, pending, results, started, sessions)
+
+
+def signature(tool: Tool) -> str:
+    """``name(a: string, b?: integer)``: the tool's arguments, optional ones marked ``?``."""
+    schema = tool.input_schema
+    required = set(schema.get("required", []))
+    args = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}"
+                     for k, v in schema.get("properties", {}).items())
+    return f"{tool.name}({args})"
+
+
+def check_call(call: ToolCall, index: dict[str, Tool]) -> str:
+    """How a call is formed: ``bad_json``, ``unknown_tool``, ``bad_arguments`` or ``ok``."""
+    if call.parse_error is not None:
+        return "bad_json"
+    tool = index.get(call.name)
+    if tool is None:
+        return "unknown_tool"
+    return "bad_arguments" if validate_arguments(tool, call.arguments) else "ok"
 
 
 def _short(text: str, limit: int = 600) -> str:
@@ -253,6 +293,11 @@ class LLMResearcher:
         final_note_tokens: int = 2048,
         max_tool_output_chars: int | None = 50_000,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        nudge: bool = False,
+        max_failures: int | None = None,
+        context_tokens: int | None = None,
+        reserve_tokens: int = 1024,
+        call_hints: bool = False,
     ) -> None:
         if model is not None:
             backend.model = model
@@ -269,6 +314,15 @@ class LLMResearcher:
         self.final_note_tokens = final_note_tokens
         self.max_tool_output_chars = max_tool_output_chars
         self.on_event = on_event
+        self.nudge = nudge
+        self.max_failures = max_failures
+        self.context_tokens = context_tokens
+        self.reserve_tokens = reserve_tokens
+        self.call_hints = call_hints
+        self.counts: Counter[str] = Counter()
+        self._failures = 0  # consecutive failed turns (malformed calls only, or no call)
+        self._fail_reason = ""
+        self._scale = 1.0  # real prompt tokens / estimated ones, from the last call
         self._last_prompt_tokens: int | None = None
         self._last_tools: list[tuple[ToolCall, ToolResult]] = []
         self.price_known = self.prices.lookup(self.model)[1]
@@ -282,8 +336,43 @@ class LLMResearcher:
         event = {**event, "t": round(time.time(), 3),
                  "seconds": round(self.budget.usage().seconds, 3)}
         self.transcript.append(event)
+        self._tally(event)
         if self.on_event is not None:
             self.on_event(event)
+
+    def _tally(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("type")
+        if kind == "tool_result":
+            self.counts[str(ev.get("check") or ev.get("status") or "ok")] += 1
+            self.counts["tool:" + str(ev.get("name"))] += 1
+        elif kind == "assistant":
+            if {"type": "text_tool_calls"} in ev.get("provider_blocks", []):
+                self.counts["text_calls"] += len(ev.get("tool_calls", []))
+            if not ev.get("tool_calls") and not ev.get("final"):
+                self.counts["no_tool_call"] += 1
+        elif kind == "user" and ev.get("kind") == "nudge":
+            self.counts["nudges"] += 1
+        elif kind == "compaction":
+            self.counts["compactions"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of calls by check and by tool, nudges, compactions, model speed."""
+        u = self.budget.usage()
+        by_tool = {k[5:]: v for k, v in sorted(self.counts.items()) if k.startswith("tool:")}
+        calls = sum(by_tool.values())
+        malformed = sum(self.counts[k] for k in MALFORMED)
+        return {
+            "checks": {k: self.counts[k] for k in ("ok", "tool_error", *MALFORMED, "skipped",
+                                                   "interrupted") if self.counts[k]},
+            "by_tool": by_tool, "calls": calls, "malformed": malformed,
+            "malformed_rate": round(malformed / calls, 3) if calls else None,
+            "text_calls": self.counts["text_calls"],
+            "no_tool_call": self.counts["no_tool_call"], "nudges": self.counts["nudges"],
+            "compactions": self.counts["compactions"],
+            "llm_seconds": round(u.llm_seconds, 1),
+            "output_tokens_per_s": round(u.output_tokens / u.llm_seconds, 1)
+            if u.llm_seconds > 0 else None,
+        }
 
     # -- the run -------------------------------------------------------------------------
     def run(self, first_message: str, *,
@@ -294,6 +383,8 @@ class LLMResearcher:
                 f"transcript {self.transcript.path} already holds {len(events)} events; "
                 "pass --resume to continue that run, or choose a new run directory")
         state = replay(events)
+        for ev in events:
+            self._tally(ev)
         self.budget.start(state.usage)
         self._write({
             "type": "session", "v": TRANSCRIPT_VERSION, "n": state.sessions + 1,
@@ -356,9 +447,14 @@ class LLMResearcher:
                 return self._finish("error", messages, error=str(exc))
             messages.append(turn)
             if turn.tool_calls:
+                checks = [check_call(c, self._index) for c in turn.tool_calls]
                 results = tuple(self._call_tool(call) for call in turn.tool_calls)
                 messages.append(ToolResultsTurn(results))
                 cutoffs = 0
+                if "ok" in checks:
+                    self._failures = 0
+                elif self._failed(f"malformed tool calls ({', '.join(checks)})"):
+                    return self._finish("failures", messages, error=self._fail_reason)
                 continue
             if turn.stop_reason in ("max_tokens", "length") and cutoffs < _MAX_CUTOFF_NUDGES:
                 cutoffs += 1
@@ -366,7 +462,59 @@ class LLMResearcher:
                 continue
             if turn.stop_reason == "refusal":
                 return self._finish("error", messages, error="the model refused to continue")
-            return self._finish("done", messages)
+            if not self.nudge:
+                return self._finish("done", messages)
+            if self._failed("a turn without a tool call"):
+                return self._finish("failures", messages, error=self._fail_reason)
+            tools = ", ".join(signature(t) for t in self.tools)
+            self._user(messages, NO_TOOL_NUDGE.replace("{tools}", tools), "nudge")
+
+    def _failed(self, what: str) -> bool:
+        """Count one failed turn; True when ``max_failures`` in a row were reached."""
+        self._failures += 1
+        self._fail_reason = (f"{self._failures} failed turns in a row (the last: {what}); "
+                             "the model could not make a valid tool call")
+        return self.max_failures is not None and self._failures >= self.max_failures
+
+    # -- context -------------------------------------------------------------------------
+    def _estimate(self, messages: Sequence[Message]) -> int:
+        """The prompt's size in tokens: a character estimate scaled by the last real count."""
+        parts = [self.system_prompt, json.dumps([t.input_schema for t in self.tools])]
+        for m in messages:
+            if isinstance(m, UserTurn):
+                parts.append(m.text)
+            elif isinstance(m, AssistantTurn):
+                parts.append(m.text)
+                parts.extend(json.dumps(c.arguments) for c in m.tool_calls)
+            else:
+                parts.extend(r.content for r in m.results)
+        return int(estimate_tokens(*parts) * self._scale) + 8 * len(messages)
+
+    def _compact(self, messages: list[Message]) -> None:
+        """Drop the oldest turns (whole assistant + results pairs) until the prompt fits
+        half the window; the first message stays, with a note of what was dropped."""
+        if self.context_tokens is None:
+            return
+        limit = self.context_tokens - self.reserve_tokens
+        before = self._estimate(messages)
+        if before <= limit or len(messages) < 3:
+            return
+        cuts = [i for i in range(2, len(messages)) if isinstance(messages[i], AssistantTurn)]
+        if not cuts:
+            return
+        cut = next((i for i in cuts
+                    if self._estimate([messages[0], *messages[i:]]) <= limit // 2), cuts[-1])
+        dropped = messages[1:cut]
+        calls = Counter(c.name for m in dropped if isinstance(m, AssistantTurn)
+                        for c in m.tool_calls)
+        first = messages[0]
+        head = first.text if isinstance(first, UserTurn) else ""
+        note = COMPACTED_NOTE.format(dropped=len(dropped), calls=", ".join(
+            f"{k} x{v}" for k, v in calls.most_common()) or "none")
+        messages[:cut] = [UserTurn(f"{head}\n\n{note}".strip())]
+        self._write({"type": "compaction", "dropped": len(dropped), "kept": len(messages),
+                     "estimated_before": before, "estimated_after": self._estimate(messages),
+                     "context_tokens": self.context_tokens})
 
     def _output_cap(self, wanted: int | None) -> int | None:
         left = self.budget.remaining()["tokens"]
@@ -377,14 +525,20 @@ class LLMResearcher:
 
     def _call_model(self, messages: list[Message], max_tokens: int | None,
                     tool_choice: str, *, final: bool = False) -> AssistantTurn:
+        self._compact(messages)
+        estimate = self._estimate(messages)
+        t0 = time.monotonic()
         turn = self.backend.complete(self.system_prompt, messages, self.tools,
                                      max_tokens=max_tokens,
                                      tool_choice="none" if tool_choice == "none" else "auto")
+        call_s = time.monotonic() - t0
         u = turn.usage
         usd = self.prices.cost(self.model, u)
         self.budget.charge_llm(u.input_tokens, u.output_tokens, u.cache_write_tokens,
-                               u.cache_read_tokens, usd)
+                               u.cache_read_tokens, usd, seconds=call_s)
         self._last_prompt_tokens = u.input_tokens + u.cache_read_tokens + u.cache_write_tokens
+        if not u.estimated and self._last_prompt_tokens > 0:
+            self._scale *= self._last_prompt_tokens / max(estimate, 1)
         if final and turn.tool_calls:  # tools were disabled; never leave calls unanswered
             turn = replace(turn, tool_calls=(), provider_blocks=tuple(
                 b for b in turn.provider_blocks if b.get("type") == "text"))
@@ -393,7 +547,7 @@ class LLMResearcher:
             "tool_calls": [c.to_dict() for c in turn.tool_calls],
             "stop_reason": turn.stop_reason, "model": turn.model, "provider": turn.provider,
             "provider_blocks": list(turn.provider_blocks), "usage": u.to_dict(),
-            "usd": usd, "final": final,
+            "usd": usd, "final": final, "call_s": round(call_s, 3),
         })
         return turn
 
@@ -409,15 +563,21 @@ class LLMResearcher:
             return result
         self._write({"type": "tool_start", "call_id": call.id, "name": call.name})
         t0 = time.monotonic()
-        outcome = execute(self._index.get(call.name), call.name, call.arguments,
+        tool = self._index.get(call.name)
+        check = check_call(call, self._index)
+        outcome = execute(tool, call.name, call.arguments,
                           parse_error=call.parse_error, max_chars=self.max_tool_output_chars)
+        if check == "ok" and outcome.is_error:
+            check = "tool_error"
+        if self.call_hints and check in MALFORMED:
+            outcome = replace(outcome, content=outcome.content + self._hint(check, tool))
         self.budget.charge_tool_call()
         if outcome.charged_eval:
             self.budget.charge_eval()
         event: dict[str, Any] = {
             "type": "tool_result", "call_id": call.id, "name": call.name,
             "content": outcome.content, "is_error": outcome.is_error,
-            "status": "error" if outcome.is_error else "ok",
+            "status": "error" if outcome.is_error else "ok", "check": check,
             "charged_eval": outcome.charged_eval,
             "duration_s": round(time.monotonic() - t0, 3),
         }
@@ -428,6 +588,13 @@ class LLMResearcher:
         self._last_tools.append((call, result))
         self._last_tools = self._last_tools[-5:]
         return result
+
+    def _hint(self, check: str, tool: Tool | None) -> str:
+        if tool is not None:
+            return f". Call it as {signature(tool)}."
+        names = ", ".join(t.name for t in self.tools)
+        return (f". The tools are: {names}. Write one call as "
+                '{"name": "<tool>", "arguments": {...}}.')
 
     # -- stopping ------------------------------------------------------------------------
     def _final_affordable(self, messages: Sequence[Message]) -> bool:
@@ -468,6 +635,8 @@ class LLMResearcher:
         u = self.budget.usage()
         if reason == "done":
             head = "The researcher finished (it ended its turn without calling a tool)."
+        elif reason == "failures":
+            head = f"The run stopped: {error}."
         elif reason == "error":
             head = f"The run stopped on an error: {error}."
         else:
@@ -483,6 +652,17 @@ class LLMResearcher:
             + (f" (${rate:.2f} per researcher-hour)." if rate is not None else "."),
             f"Budget: {self.budget.describe()}.",
         ]
+        st = self.stats()
+        if st["calls"] or st["no_tool_call"]:
+            checks = ", ".join(f"{k} {v}" for k, v in st["checks"].items())
+            tools = ", ".join(f"{k} {v}" for k, v in st["by_tool"].items())
+            lines.append(
+                f"Tool calls: {st['calls']} ({checks}); by tool: {tools or 'none'}; "
+                f"{st['text_calls']} written as text; {st['no_tool_call']} turns without a "
+                f"call; {st['compactions']} compactions.")
+        if st["output_tokens_per_s"] is not None:
+            lines.append(f"Model time {st['llm_seconds']} s, {st['output_tokens_per_s']} "
+                         "output tokens/s.")
         if not self.price_known:
             lines.append(f"Model {self.model!r} is not in the price table; its calls were "
                          "priced with [default]. Add it to $AAR_HOME/prices.toml.")
@@ -508,6 +688,7 @@ class LLMResearcher:
         if model_note:
             note += "\n\nResearcher's final note:\n" + model_note
         usage = self.budget.usage()
+        stats = self.stats()
         self._write({"type": "end", "reason": reason, "final_note": note,
-                     "usage": usage.to_dict(), "error": error})
-        return Outcome(reason, note, usage, error)
+                     "usage": usage.to_dict(), "error": error, "stats": stats})
+        return Outcome(reason, note, usage, error, stats)

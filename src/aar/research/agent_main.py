@@ -25,6 +25,9 @@ from aar.research.directions import Direction
 from aar.research.layout import AgentStatus, RunPaths, now_iso
 
 SERVER_RETRY_S = 120.0  # a researcher waits this long for a restarting server
+LOCAL_MAX_OUTPUT = 1024  # tokens a local model may write per reply
+LOCAL_MAX_FAILURES = 8  # failed turns in a row (malformed calls, no call) that end a researcher
+LOCAL_TOOL_CHARS = 4000  # a tool result's size for a small context window
 
 
 def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str,
@@ -79,8 +82,16 @@ def run_llm(r: Researcher, direction: Direction, info: dict[str, Any], deadline:
     from aar.agents.research_tools import build_tools, init_workspace
 
     init_workspace(r)
-    backend = make_backend(info["backend"], info.get("model"), base_url=info.get("base_url"),
-                           max_retries=int(info.get("max_retries", 6)))
+    local = info["backend"] == "local"
+    if local:  # llama.cpp (ours, or the user's --base-url): calls written as text
+        backend = make_backend("openai", info.get("model"),
+                               base_url=info.get("base_url") or info.get("llm_url"),
+                               max_retries=2, max_tokens=LOCAL_MAX_OUTPUT,
+                               text_tool_calls=True)
+    else:
+        backend = make_backend(info["backend"], info.get("model"),
+                               base_url=info.get("base_url"),
+                               max_retries=int(info.get("max_retries", 6)))
     max_evals = info.get("max_evals")
     budget = Budget(max_seconds=max(deadline - time.time(), 1.0),
                     max_usd=info.get("budget_usd"), max_tokens=info.get("max_tokens"),
@@ -91,34 +102,50 @@ def run_llm(r: Researcher, direction: Direction, info: dict[str, Any], deadline:
         if ev.get("type") == "assistant":
             u = ev.get("usage") or {}
             r.event("usage", input_tokens=u.get("input_tokens"),
-                    output_tokens=u.get("output_tokens"), usd=ev.get("usd"))
+                    output_tokens=u.get("output_tokens"), usd=ev.get("usd"),
+                    seconds=ev.get("call_s"))
             usage_seen["usd"] = budget.usage().usd
+        elif ev.get("type") in ("compaction", "end"):
+            r.event("llm_stats", **llm.stats())
         _write_status(r, direction, "running", usd=budget.usage().usd,
-                      tokens=budget.usage().total_tokens)
+                      tokens=budget.usage().total_tokens, llm_s=llm_s())
+
+    def llm_s() -> float:  # a local model's calls are this machine's compute
+        return budget.usage().llm_seconds if local else 0.0
 
     llm = LLMResearcher(backend, info.get("model"), build_tools(r), budget,
                         r.paths.agent_dir(r.name) / "transcript.jsonl",
-                        system_prompt(r, direction), on_event=on_event)
+                        system_prompt(r, direction), on_event=on_event,
+                        nudge=local, call_hints=local,
+                        max_failures=LOCAL_MAX_FAILURES if local else None,
+                        context_tokens=info.get("context") if local else None,
+                        reserve_tokens=LOCAL_MAX_OUTPUT,
+                        max_tool_output_chars=LOCAL_TOOL_CHARS if local else 50_000)
     r.event("start", direction=direction.title, backend=info["backend"])
     _write_status(r, direction, "running")
-    out = llm.run("Begin your research. Start by reading README.md and the forum.")
+    try:
+        out = llm.run("Begin your research. Start by reading README.md and the forum.")
+    except KeyboardInterrupt:  # stopped from outside: keep the counts
+        r.event("llm_stats", **llm.stats())
+        raise
     u = out.usage
     r.event("stop", reason=out.reason, final_note=out.final_note, usd=u.usd,
-            tokens=u.total_tokens, usd_per_hour=u.usd_per_hour)
+            tokens=u.total_tokens, usd_per_hour=u.usd_per_hour, stats=out.stats)
     _write_status(r, direction, "failed" if out.reason == "error" else "stopped",
-                  reason=out.reason, usd=u.usd, tokens=u.total_tokens)
+                  reason=out.reason, usd=u.usd, tokens=u.total_tokens, llm_s=llm_s())
     return out.final_note
 
 
 def _write_status(r: Researcher, direction: Direction, state: str, reason: str = "",
-                  usd: float | None = None, tokens: int | None = None) -> None:
+                  usd: float | None = None, tokens: int | None = None,
+                  llm_s: float = 0.0) -> None:
     old = r.paths.read_status(r.name)
     r.paths.write_status(AgentStatus(
         name=r.name, direction=direction.title, state=state, best_pgr=r.best_pgr,
         evals=r.evals_used, findings=r.findings_posted,
         usd=usd if usd is not None else (old.usd if old else 0.0),
         tokens=tokens if tokens is not None else (old.tokens if old else 0),
-        compute_s=round(r.compute_s, 1), last_activity=now_iso(), reason=reason))
+        compute_s=round(r.compute_s + llm_s, 1), last_activity=now_iso(), reason=reason))
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -25,16 +25,20 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset reference")]
         = "sentiment",
         agents: Annotated[int, typer.Option(help="researchers in parallel")] = 3,
-        backend: Annotated[str, typer.Option(help="builtin | anthropic | openai")]
-        = "builtin",
+        backend: Annotated[str, typer.Option(
+            help="builtin | anthropic | openai | local (a packaged model on llama.cpp; "
+                 "needs the [local] extra)")] = "builtin",
         minutes: Annotated[float, typer.Option(help="wall time (on --resume: more minutes)")]
         = 10.0,
-        model: Annotated[str | None, typer.Option(help="LLM model name")] = None,
+        model: Annotated[str | None, typer.Option(
+            help="LLM model name (local: qwen0.5b | qwen1.5b)")] = None,
         base_url: Annotated[str | None, typer.Option(help="LLM endpoint (openai-compatible)")]
         = None,
         budget_usd: Annotated[float | None, typer.Option(help="dollars per researcher")]
         = None,
         max_tokens: Annotated[int | None, typer.Option(help="tokens per researcher")] = None,
+        context: Annotated[int | None, typer.Option(
+            help="local: the model's context window in tokens (default 8192)")] = None,
         max_evals: Annotated[int, typer.Option(
             help="server evaluations per researcher (5 per submitted method)")] = 150,
         directions: Annotated[str | None, typer.Option(
@@ -67,7 +71,7 @@ def register(app: typer.Typer) -> None:
                              minutes=minutes, model=model, base_url=base_url,
                              budget_usd=budget_usd, max_tokens=max_tokens,
                              max_evals=max_evals, directions=directions, server=server,
-                             canary=canary, seed=seed,
+                             canary=canary, seed=seed, context=context,
                              executor=executor_config(executor, address))
         from aar.oversight.monitor import LiveObserver
 

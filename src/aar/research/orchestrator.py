@@ -37,7 +37,7 @@ from aar.sandbox import isolation_report
 from aar.util import atomic_write_json
 
 Observer = Callable[[RunPaths, dict[str, Any]], None]
-BACKENDS = ("builtin", "anthropic", "openai")
+BACKENDS = ("builtin", "anthropic", "openai", "local")
 GRACE_S = 45.0  # after SIGTERM, before SIGKILL
 DEFAULT_MAX_EVALS = 150  # per researcher: 30 five-seed submissions
 
@@ -62,6 +62,7 @@ class ResearchConfig:
     live_view: bool = True
     cpu_slots: int = field(default_factory=lambda: os.cpu_count() or 1)
     executor: ExecutorConfig | None = None  # None: local (on --resume: the run's own)
+    context: int | None = None  # the local model's window in tokens (None: its default)
 
     def dataset_ref(self) -> str:
         if self.canary and not self.dataset.startswith("canary:"):
@@ -397,6 +398,13 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
     if cfg.server and not os.environ.get("AAR_ADMIN_TOKEN"):
         raise AarError("--server needs an admin token in AAR_ADMIN_TOKEN to create the "
                        "researchers' tokens")
+    model = cfg.model
+    if cfg.backend == "local":
+        from aar.agents.local_model import DEFAULT_LOCAL_MODEL, check_local_model
+
+        model = model or DEFAULT_LOCAL_MODEL
+        if not cfg.base_url:
+            check_local_model(model)
     dirs = load_directions(cfg.directions)
     paths = RunPaths.of(run_id or new_run_id())
     if paths.info.exists():
@@ -410,7 +418,8 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
         "kind": "aar.research", "run_id": paths.run_id, "dataset": ref,
         "dataset_key": key, "workspace_key": key, "weak": weak, "strong": strong,
         "backend": cfg.backend,
-        "model": cfg.model, "base_url": cfg.base_url, "minutes": cfg.minutes,
+        "model": model, "base_url": cfg.base_url, "minutes": cfg.minutes,
+        "context": cfg.context,
         "budget_usd": cfg.budget_usd, "max_tokens": cfg.max_tokens,
         "max_evals": cfg.max_evals, "canary": cfg.canary, "seed": cfg.seed,
         "server": cfg.server, "cpu_slots": cfg.cpu_slots, "created": now_iso(),
@@ -473,12 +482,18 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
     check_executor(ExecutorConfig.from_dict(info.get("executor")))
     server_url = info.get("server")
     srv = None
+    llm = _start_local_model(paths, info)
     if not server_url:
         # the run's researchers share one account on the server: its budget is theirs summed
         budget = (info.get("max_evals") or DEFAULT_MAX_EVALS) * len(info["agents"])
         srv = LiveServer(admin_token=secrets["admin_token"], datasets=(info["dataset"],),
                          run_budget=budget)
-        srv.start()
+        try:
+            srv.start()
+        except BaseException:
+            if llm is not None:
+                llm.stop()
+            raise
         server_url = srv.url
     if cfg.live_view:  # the command line: tell the user where to watch
         print(f"run {paths.run_id}: dashboard at {server_url}/ (log in with the admin token "
@@ -500,6 +515,23 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
     finally:
         if srv is not None:
             srv.stop()
+        if llm is not None:
+            llm.stop()
+
+
+def _start_local_model(paths: RunPaths, info: dict[str, Any]) -> Any:
+    """For ``--backend local`` without ``--base-url``: llama.cpp's server on the packaged
+    model, its URL in run.json as ``llm_url`` (the caller stops it)."""
+    if info["backend"] != "local" or info.get("base_url"):
+        return None
+    from aar.agents.local_model import DEFAULT_CONTEXT, LocalModelServer
+
+    llm = LocalModelServer(info["model"], context=info.get("context") or DEFAULT_CONTEXT,
+                           log_path=paths.root / "local_model.log")
+    info["llm_url"] = llm.start()
+    info["context"] = llm.context
+    atomic_write_json(paths.info, info)
+    return llm
 
 
 def _finished(paths: RunPaths, name: str) -> bool:

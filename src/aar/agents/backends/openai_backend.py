@@ -5,6 +5,11 @@ vLLM, llama.cpp or Ollama server). Local servers often omit usage, tool-call ids
 arguments that are not JSON; each case is handled (estimated usage, generated ids, a
 parse error sent back to the model). Retries on 429/5xx come from the SDK
 (``max_retries``, honouring ``retry-after``).
+
+``text_tool_calls=True`` (the local backend) also reads calls the model *wrote* in its
+text when the server returned none (see :mod:`.textcalls`); such a turn is replayed as the
+text the model wrote, without structured ``tool_calls``, so its chat template sees what
+the model produced.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from .base import (
     estimate_tokens,
     parse_arguments,
 )
+from .textcalls import parse_text_calls
 
 DEFAULT_OPENAI_MODEL = "gpt-6.2-sol"
 ERROR_PREFIX = "ERROR: "
+TEXT_CALLS = {"type": "text_tool_calls"}  # provider block: the calls were parsed from text
 
 
 def _arguments_text(call: ToolCall) -> str:
@@ -49,7 +56,7 @@ def to_openai_messages(system: str, messages: Sequence[Message]) -> list[dict[st
             out.append({"role": "user", "content": msg.text})
         elif isinstance(msg, AssistantTurn):
             entry: dict[str, Any] = {"role": "assistant", "content": msg.text or None}
-            if msg.tool_calls:
+            if msg.tool_calls and TEXT_CALLS not in msg.provider_blocks:
                 entry["tool_calls"] = [
                     {"id": c.id, "type": "function",
                      "function": {"name": c.name, "arguments": _arguments_text(c)}}
@@ -88,8 +95,10 @@ class OpenAIBackend:
         max_tokens: int | None = 16_384,
         max_tokens_param: Literal["max_completion_tokens", "max_tokens"] | None = None,
         client: openai.OpenAI | None = None,
+        text_tool_calls: bool = False,
     ) -> None:
         self.model = model
+        self.text_tool_calls = text_tool_calls
         self.max_tokens = max_tokens
         # OpenAI's own models take `max_completion_tokens`; local servers know `max_tokens`
         self.max_tokens_param = max_tokens_param or (
@@ -165,6 +174,10 @@ class OpenAIBackend:
             call_id = tc.id or f"call_{len(messages)}_{i}"
             calls.append(ToolCall(call_id, function.name, args,
                                   raw if error is not None else None, error))
+        blocks: tuple[dict[str, Any], ...] = ()
+        if not calls and self.text_tool_calls and tools and tool_choice != "none":
+            calls = parse_text_calls(text, f"call_{len(messages)}")
+            blocks = (TEXT_CALLS,) if calls else ()
         u = response.usage
         if u is not None:
             details = u.prompt_tokens_details
@@ -187,4 +200,5 @@ class OpenAIBackend:
             stop_reason=str(choice.finish_reason or ""),
             model=str(response.model or self.model),
             provider=self.provider,
+            provider_blocks=blocks,
         )

@@ -1,0 +1,250 @@
+"""The local backend: tool calls written as text, a small model's mistakes (bad JSON,
+unknown tool, missing argument, no call), failures in a row, context compaction (scripted);
+and ``aar research --backend local`` with the real Qwen2.5-Coder-0.5B on llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from test_server_support import DATASET, home, template  # noqa: F401
+
+from aar.agents.backends import (
+    AssistantTurn,
+    CallUsage,
+    Message,
+    ToolCall,
+    ToolResultsTurn,
+    ToolSpec,
+    UserTurn,
+)
+from aar.agents.backends.openai_backend import TEXT_CALLS, OpenAIBackend, to_openai_messages
+from aar.agents.backends.textcalls import parse_text_calls
+from aar.agents.budget import Budget
+from aar.agents.llm import LLMResearcher, Transcript
+from aar.agents.local_model import check_local_model, llama_missing
+from aar.agents.pricing import ModelPrice, PriceTable, Rates
+from aar.agents.tools import Tool
+from aar.errors import AarError
+
+ECHO = Tool("echo", "Echo the path.", {
+    "type": "object", "properties": {"path": {"type": "string"}, "n": {"type": "integer"}},
+    "required": ["path"], "additionalProperties": False}, lambda a: f"echo {a['path']}")
+PRICES = PriceTable({"fake-model": ModelPrice(Rates())})
+
+
+# ------------------------------------------------------------------ parsing calls from text
+def test_parse_text_calls_in_every_form_the_model_writes() -> None:
+    tagged = '<tool_call>\n{"name": "echo", "arguments": {"path": "a"}}\n</tool_call>'
+    fenced = 'Let me look.\n```json\n{"name": "echo", "arguments": {"path": "b"}}\n```'
+    bare = 'I call {"name": "echo", "parameters": {"path": "c"}} now'
+    as_string = '{"name": "echo", "arguments": "{\\"path\\": \\"d\\"}"}'
+    for text, path in ((tagged, "a"), (fenced, "b"), (bare, "c"), (as_string, "d")):
+        [call] = parse_text_calls(text, "x")
+        assert (call.name, call.arguments, call.parse_error) == ("echo", {"path": path}, None)
+    two = parse_text_calls('{"name": "a", "arguments": {}} and {"name": "b"}', "t")
+    assert [c.name for c in two] == ["a", "b"] and two[1].id == "t_1"
+    nested = '{"name": "write_file", "arguments": {"content": "{\\"name\\": \\"no\\"}"}}'
+    assert [c.name for c in parse_text_calls(nested, "n")] == ["write_file"]
+    assert parse_text_calls("I think PGR {0.5} is fine.", "p") == []
+    assert parse_text_calls('```json\n{"accuracy": 0.8}\n```', "p") == []
+    [bad] = parse_text_calls('```json\n{"name": "echo", "arguments": {"path": "a",}}\n```', "q")
+    assert bad.name == "echo" and bad.parse_error and bad.raw_arguments
+    [bad_args] = parse_text_calls('{"name": "echo", "arguments": [1]}', "r")
+    assert bad_args.parse_error and "object" in bad_args.parse_error
+
+
+def _chat_reply(content: str) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "qwen0.5b",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70}}
+
+
+def test_openai_backend_reads_calls_from_text_and_replays_them_as_text() -> None:
+    reply = 'Reading.\n```json\n{"name": "echo", "arguments": {"path": "x"}}\n```'
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json=_chat_reply(reply))
+
+    client = openai.OpenAI(api_key="k", base_url="http://llm.test/v1", max_retries=0,
+                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    backend = OpenAIBackend("qwen0.5b", client=client, text_tool_calls=True)
+    turn = backend.complete("sys", [UserTurn("go")], [ECHO])
+    assert [(c.name, c.arguments) for c in turn.tool_calls] == [("echo", {"path": "x"})]
+    assert TEXT_CALLS in turn.provider_blocks and turn.usage.output_tokens == 20
+    assert seen[0]["tools"][0]["function"]["name"] == "echo"
+    # replayed as the text the model wrote (no structured calls), the result as a tool message
+    results = ToolResultsTurn((ECHO_RESULT := _result(turn.tool_calls[0].id),))
+    msgs = to_openai_messages("sys", [UserTurn("go"), turn, results])
+    assert msgs[2] == {"role": "assistant", "content": reply}
+    assert msgs[3]["role"] == "tool" and msgs[3]["tool_call_id"] == ECHO_RESULT.call_id
+    assert backend.complete("sys", [UserTurn("go")], [ECHO], tool_choice="none").tool_calls == ()
+    plain = OpenAIBackend("qwen0.5b", client=client)  # off by default: text stays text
+    assert plain.complete("sys", [UserTurn("go")], [ECHO]).tool_calls == ()
+
+
+def _result(call_id: str) -> Any:
+    from aar.agents.backends import ToolResult
+
+    return ToolResult(call_id, "echo", "echo x")
+
+
+# ------------------------------------------------------------------ a small model's mistakes
+class Scripted:
+    provider = "fake"
+
+    def __init__(self, turns: list[AssistantTurn]) -> None:
+        self.model = "fake-model"
+        self.turns = list(turns)
+        self.seen: list[list[Message]] = []
+
+    def complete(self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], *,
+                 max_tokens: int | None = None, tool_choice: str = "auto") -> AssistantTurn:
+        self.seen.append(list(messages))
+        return self.turns.pop(0) if self.turns else AssistantTurn("I am thinking.")
+
+
+def _turn(*calls: ToolCall, text: str = "", tokens: int = 10) -> AssistantTurn:
+    return AssistantTurn(text, calls, CallUsage(tokens, 10))
+
+
+def _run(tmp_path: Path, turns: list[AssistantTurn], **kw: Any) -> tuple[Any, Scripted]:
+    backend = Scripted(turns)
+    r = LLMResearcher(backend, None, [ECHO], Budget(max_seconds=60), tmp_path / "t.jsonl",
+                      "system", PRICES, nudge=True, call_hints=True, final_call=False, **kw)
+    return r.run("go"), backend
+
+
+def test_malformed_calls_get_corrections_and_are_counted(tmp_path: Path) -> None:
+    turns = [
+        _turn(ToolCall("a", "echo", {}, '{"path": "x",}', "Expecting value at position 13")),
+        _turn(ToolCall("b", "ecko", {"path": "x"})),
+        _turn(ToolCall("d", "echo", {"path": "ok"})),
+        _turn(ToolCall("c", "echo", {"n": "two"})),
+        AssistantTurn("I will now echo the file."),
+    ]  # then the script only talks: turns without a call
+    outcome, backend = _run(tmp_path, turns, max_failures=3)
+    answers = [seen[-1] for seen in backend.seen]
+    bad_json, unknown, ok, missing = (a.results[0].content for a in answers[1:5]
+                                      if isinstance(a, ToolResultsTurn))
+    assert "not valid JSON" in bad_json and "echo(path: string, n?: integer)" in bad_json
+    assert unknown.startswith("unknown tool 'ecko'") and "The tools are: echo" in unknown
+    assert ok == "echo ok"
+    assert "missing required argument 'path'" in missing and "'n' must be integer" in missing
+    nudge = answers[5]
+    assert isinstance(nudge, UserTurn) and "did not call a tool" in nudge.text
+    assert "echo(path: string" in nudge.text
+    # the valid call reset the count; bad arguments and two turns without a call end it
+    assert outcome.reason == "failures" and len(backend.seen) == 6
+    assert outcome.error and "3 failed turns in a row" in outcome.error
+    s = outcome.stats
+    assert s["checks"] == {"ok": 1, "bad_json": 1, "unknown_tool": 1, "bad_arguments": 1}
+    assert s["by_tool"] == {"echo": 3, "ecko": 1} and s["malformed"] == 3
+    assert s["malformed_rate"] == 0.75 and s["no_tool_call"] == 2 and s["nudges"] == 1
+    assert "Tool calls: 4 (ok 1, bad_json 1" in outcome.final_note
+    assert "3 failed turns in a row" in outcome.final_note
+    end = Transcript(tmp_path / "t.jsonl").load()[-1]
+    assert end["type"] == "end" and end["stats"]["malformed"] == 3
+
+
+def test_failures_in_a_row_are_reset_by_a_valid_call(tmp_path: Path) -> None:
+    bad = ToolCall("b", "nope", {})
+    turns = [_turn(bad), _turn(bad), _turn(ToolCall("g", "echo", {"path": "p"})),
+             _turn(bad), _turn(bad), _turn(bad)]
+    outcome, backend = _run(tmp_path, turns, max_failures=3)
+    assert outcome.reason == "failures" and len(backend.seen) == 6
+    assert "malformed tool calls (unknown_tool)" in (outcome.error or "")
+
+
+def test_without_nudge_a_turn_without_a_call_still_ends_the_run(tmp_path: Path) -> None:
+    backend = Scripted([AssistantTurn("All done.")])
+    r = LLMResearcher(backend, None, [ECHO], Budget(), tmp_path / "t.jsonl", "system", PRICES)
+    outcome = r.run("go")
+    assert outcome.reason == "done" and outcome.stats["nudges"] == 0
+
+
+def test_context_is_compacted_before_it_overflows(tmp_path: Path) -> None:
+    long = Tool("long", "A long output.", {"type": "object"}, lambda a: "z" * 1200)
+    turns = [_turn(ToolCall(f"c{i}", "long", {}), tokens=0) for i in range(12)]
+    backend = Scripted(turns)
+    r = LLMResearcher(backend, None, [long], Budget(max_seconds=60), tmp_path / "t.jsonl",
+                      "system", PRICES, nudge=True, max_failures=1, final_call=False,
+                      context_tokens=1500, reserve_tokens=200)
+    outcome = r.run("first message")
+    assert outcome.reason == "failures"  # the script ran out of calls
+    sizes = [r._estimate(seen) for seen in backend.seen]
+    assert max(sizes) <= 1300, sizes
+    assert outcome.stats["compactions"] >= 2
+    compacted = next(seen for seen in backend.seen if "dropped" in str(seen[0]))
+    head = compacted[0]
+    assert isinstance(head, UserTurn) and head.text.startswith("first message")
+    assert "long x" in head.text and isinstance(compacted[1], AssistantTurn)
+    events = Transcript(tmp_path / "t.jsonl").load()
+    comp = [e for e in events if e["type"] == "compaction"]
+    assert comp and comp[0]["estimated_after"] < comp[0]["estimated_before"]
+    # every call's results follow its own call, after compaction too
+    for seen in backend.seen:
+        for prev, msg in pairwise(seen):
+            if isinstance(msg, ToolResultsTurn):
+                assert isinstance(prev, AssistantTurn)
+                assert [c.id for c in prev.tool_calls] == [x.call_id for x in msg.results]
+
+
+def test_local_backend_errors_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(AarError, match="unknown local model 'qwen9b'"):
+        check_local_model("qwen9b")
+    import aar.agents.local_model as lm
+
+    monkeypatch.setattr(lm.importlib.util, "find_spec", lambda name: None)
+    assert "pip install -e '.[local]'" in (llama_missing() or "")
+
+
+# ------------------------------------------------------------------ the real model
+DIRECTION = """# Run the template
+
+Do exactly these steps, one tool call per reply:
+1. run_method with {"path": "template.py", "seeds": [0]}
+2. submit with {"path": "template.py", "seeds": [0, 1, 2, 3, 4]}
+3. notes with {"append": "template submitted"}
+"""
+
+
+@pytest.mark.skipif(llama_missing() is not None,
+                    reason="llama-cpp-python[server] is not installed (pip install -e "
+                           "'.[local]'); the real local-model test needs it")
+@pytest.mark.timeout(900)
+def test_real_local_model_runs_the_sandbox_and_submits(home: Path) -> None:  # noqa: F811
+    from aar.research.layout import RunPaths
+    from aar.research.orchestrator import ResearchConfig, research
+
+    (home / "direction.md").write_text(DIRECTION)
+    t0 = time.monotonic()
+    info = research(ResearchConfig(dataset=DATASET, agents=1, backend="local",
+                                   model="qwen0.5b", minutes=4.0, max_evals=10,
+                                   directions=str(home / "direction.md"), live_view=False),
+                    run_id="local")
+    took = time.monotonic() - t0
+    name = info["agents"][0]["name"]
+    paths = RunPaths.of("local")
+    events = paths.read_events(name)
+    calls = [e for e in events if e["kind"] == "tool_call"]
+    kinds = [e["kind"] for e in events]
+    print(f"real local model: {took:.0f} s, calls {[c['tool'] for c in calls]}")
+    assert "sandbox_run" in kinds or any(c["tool"] == "run_method" and c["ok"] for c in calls)
+    assert any(c["tool"] == "submit" and c["ok"] for c in calls), calls
+    assert paths.read_status(name) is not None and paths.read_status(name).evals >= 5
+    stop = [e for e in events if e["kind"] == "stop"][-1]
+    stats = stop.get("stats") or next(e for e in reversed(events) if e["kind"] == "llm_stats")
+    assert stats["calls"] >= 2 and stats["output_tokens_per_s"] > 0
+    assert stop.get("usd", 0.0) == 0.0
+    assert not (paths.root / "local_model.log").read_text().count("Traceback")
