@@ -120,6 +120,8 @@ def test_train_strong_uses_the_lora_student() -> None:
     assert pred.predict(ex).shape == (16,)
     with pytest.raises(AarError, match="LoRA student"):
         ctx.train_strong(y, x=np.zeros((16, 3)))
+    with pytest.raises(AarError, match="reads strong features"):
+        ctx.strong_features["unlabeled"]  # knn_relabel & co. need the head student
 
 
 def test_clear_errors() -> None:

@@ -159,6 +159,11 @@ class MethodContext:
 
     @property
     def strong_features(self) -> _Splits:
+        if self.student is not None:
+            raise AarError(f"method {self.method_name!r} reads strong features, which the LoRA "
+                           "student does not have (it fine-tunes the language model itself): "
+                           "run it with the head student, or use a method that only sets "
+                           "targets and weights (vanilla, vanilla_soft, confident)")
         return self._view("strong_features")
 
     def train_strong(
