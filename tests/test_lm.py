@@ -138,3 +138,18 @@ def test_code_pairs_with_an_lm_strong_model_have_a_real_gap() -> None:
     baselines.ensure(prep, "l3", strong)
     weak_acc, ceiling_acc = Scorer.of(prep, "l3", strong).fixed[PUBLIC]
     assert ceiling_acc - weak_acc >= 0.08, (weak_acc, ceiling_acc)
+
+
+def test_pair_tasks_bring_their_own_pair_everywhere() -> None:
+    """setup, the server, research and verification's held-out re-runs all take a dataset's
+    default pair from its spec; a user's choice wins on the dataset it was made for."""
+    from aar.data.registry import TESTBED, default_encoders
+    from aar.oversight.verify import encoders
+
+    assert {"math-pairs", "code-pairs"} <= set(TESTBED)
+    assert default_encoders("code-pairs") == ("l3", "qwen0.5b")
+    assert default_encoders("canary:math-pairs") == ("l3", "lm:qwen0.5b/14/last")
+    assert default_encoders("sentiment") == ("l3", "mpnet")
+    assert default_encoders("sentiment", "minilm") == ("minilm", "mpnet")
+    assert encoders("code-pairs") == ("l3", "qwen0.5b")  # a held-out re-run's pair
+    assert encoders("synthetic", "l3", "mpnet") == ("syn_weak", "syn_strong")
