@@ -491,8 +491,9 @@ class LLMResearcher:
         return int(estimate_tokens(*parts) * self._scale) + 8 * len(messages)
 
     def _compact(self, messages: list[Message]) -> None:
-        """Drop the oldest turns (whole assistant + results pairs) until the prompt fits
-        half the window; the first message stays, with a note of what was dropped."""
+        """Drop the oldest turns (whole assistant + results pairs) until half the window's
+        room for the conversation is free; the first message stays, with a note of what
+        was dropped."""
         if self.context_tokens is None:
             return
         limit = self.context_tokens - self.reserve_tokens
@@ -502,8 +503,9 @@ class LLMResearcher:
         cuts = [i for i in range(2, len(messages)) if isinstance(messages[i], AssistantTurn)]
         if not cuts:
             return
+        target = (limit + self._estimate(messages[:1])) // 2  # half the room left free
         cut = next((i for i in cuts
-                    if self._estimate([messages[0], *messages[i:]]) <= limit // 2), cuts[-1])
+                    if self._estimate([messages[0], *messages[i:]]) <= target), cuts[-1])
         dropped = messages[1:cut]
         calls = Counter(c.name for m in dropped if isinstance(m, AssistantTurn)
                         for c in m.tool_calls)

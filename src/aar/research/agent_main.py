@@ -28,6 +28,12 @@ SERVER_RETRY_S = 120.0  # a researcher waits this long for a restarting server
 LOCAL_MAX_OUTPUT = 1024  # tokens a local model may write per reply
 LOCAL_MAX_FAILURES = 8  # failed turns in a row (malformed calls, no call) that end a researcher
 LOCAL_TOOL_CHARS = 4000  # a tool result's size for a small context window
+LOCAL_HINT = """
+
+Make exactly one tool call per reply, written as a JSON object:
+{"name": "run_method", "arguments": {"path": "template.py", "seeds": [0, 1]}}
+template.py is a working method: run_method it, submit it, then write variants of it under
+ideas/ (write_file) and run_method and submit those."""
 
 
 def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str,
@@ -115,12 +121,14 @@ def run_llm(r: Researcher, direction: Direction, info: dict[str, Any], deadline:
 
     llm = LLMResearcher(backend, info.get("model"), build_tools(r), budget,
                         r.paths.agent_dir(r.name) / "transcript.jsonl",
-                        system_prompt(r, direction), on_event=on_event,
+                        system_prompt(r, direction) + (LOCAL_HINT if local else ""),
+                        on_event=on_event,
                         nudge=local, call_hints=local,
                         max_failures=LOCAL_MAX_FAILURES if local else None,
                         context_tokens=info.get("context") if local else None,
                         reserve_tokens=LOCAL_MAX_OUTPUT,
-                        max_tool_output_chars=LOCAL_TOOL_CHARS if local else 50_000)
+                        max_tool_output_chars=LOCAL_TOOL_CHARS if local else 50_000,
+                        final_note_tokens=LOCAL_MAX_OUTPUT if local else 2048)
     r.event("start", direction=direction.title, backend=info["backend"])
     _write_status(r, direction, "running")
     try:
