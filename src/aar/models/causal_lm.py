@@ -276,7 +276,7 @@ def load_lm(name: str, layers: int | None = None, *, causal: bool = False) -> tu
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the bare model skips the LM head: expected, not news
     try:
-        model = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(str(folder))
+        model: Any = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(str(folder))
     finally:
         hf_logging.set_verbosity(level)
     if layers is not None and not causal and layers < model.config.num_hidden_layers:
