@@ -14,7 +14,9 @@ Event kinds (every event has ``t`` (ISO 8601 UTC), ``agent`` and ``kind``):
 ``start`` {direction}; ``tool_call`` {tool, args, ok, result}; ``file_write`` {path};
 ``sandbox_run`` {file, seeds, ok, diagnostics}; ``evaluation`` {submission_ids, method,
 file, seeds, public_pgr}; ``finding`` {finding_id, title, type, builds_on, public_pgr};
-``usage`` {input_tokens, output_tokens, usd}; ``stop`` {reason, final_note}.
+``usage`` {input_tokens, output_tokens, usd, seconds}; ``llm_stats`` {calls by check and
+by tool, turns without a call, nudges, compactions, model seconds and output tokens/s};
+``stop`` {reason, final_note; LLM researchers: stats}.
 """
 
 from __future__ import annotations
