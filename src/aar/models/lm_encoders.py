@@ -25,7 +25,7 @@ from aar.models.registry import (
     encode_sorted,
     encoder,
     encoder_family,
-    pad_batch,
+    pooled_states,
     torch_device,
 )
 
@@ -62,20 +62,7 @@ class LMEncoder:
         return encode_sorted(ids, self.dim, self.batch_size, self._run, progress)
 
     def _run(self, batch: list[list[int]]) -> np.ndarray:
-        import torch
-
-        ids, mask = pad_batch(batch, self.pad_id)
-        input_ids = torch.from_numpy(ids).to(self.device)
-        attention = torch.from_numpy(mask).to(self.device)
-        with torch.inference_mode():
-            hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
-            if self.pool == "last":
-                last = attention.sum(1) - 1
-                pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-            else:
-                weights = attention.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return pooled.float().cpu().numpy()
+        return pooled_states(self.model, batch, self.pad_id, self.device, self.pool)
 
 
 # model -> (layer, pooling): the default of the plain encoder name

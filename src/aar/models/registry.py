@@ -15,7 +15,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -131,6 +131,26 @@ def encode_sorted(
         if progress is not None:
             progress(len(rows))
     return out
+
+
+def pooled_states(model: Any, batch: list[list[int]], pad_id: int, device: str,
+                  pool: str = "mean") -> np.ndarray:
+    """Run ``model`` on a batch of token ids; its last hidden state pooled per text over
+    the non-padding tokens: ``mean``, or ``last`` (the final token's state)."""
+    import torch
+
+    ids, mask = pad_batch(batch, pad_id)
+    input_ids = torch.from_numpy(ids).to(device)
+    attention = torch.from_numpy(mask).to(device)
+    with torch.inference_mode():
+        hidden = model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+        if pool == "last":
+            last = attention.sum(1) - 1
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        else:
+            weights = attention.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return np.asarray(pooled.float().cpu().numpy())
 
 
 def pad_batch(batch: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

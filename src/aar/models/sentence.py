@@ -23,7 +23,7 @@ from aar.models.registry import (
     encode_sorted,
     encoder,
     encoder_family,
-    pad_batch,
+    pooled_states,
     torch_device,
 )
 
@@ -55,16 +55,7 @@ class MeanPoolEncoder:
         return encode_sorted(ids if texts else [], self.dim, self.batch_size, self._run, progress)
 
     def _run(self, batch: list[list[int]]) -> np.ndarray:
-        import torch
-
-        ids, mask = pad_batch(batch, self.pad_id)
-        input_ids = torch.from_numpy(ids).to(self.device)
-        attention = torch.from_numpy(mask).to(self.device)
-        with torch.inference_mode():
-            hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
-            weights = attention.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return pooled.float().cpu().numpy()
+        return pooled_states(self.model, batch, self.pad_id, self.device)
 
 
 def load_folder(name: str, folder: Path | str, max_tokens: int, batch_size: int) -> Encoder:
