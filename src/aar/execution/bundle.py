@@ -12,8 +12,6 @@ refuses any file that is not below the export or the feature cache.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import os
@@ -27,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from aar.data.store import Workspace
 from aar.errors import AarError
 from aar.settings import get_settings
+from aar.util import file_lock
 
 EXPORT = "export"
 FEATURES = "features"
@@ -106,17 +105,6 @@ def _members(data: bytes) -> Iterator[tuple[str, bytes]]:
             yield m.name, f.read()
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def materialize(digest: str, fetch: Callable[[], bytes], root: Path | None = None) -> Path:
     """The bundle ``digest`` unpacked on this node (``fetch`` called only the first time
     on a node); raises ``AarError`` when what was fetched does not match the digest."""
@@ -126,7 +114,7 @@ def materialize(digest: str, fetch: Callable[[], bytes], root: Path | None = Non
     target = base / digest
     if (target / COMPLETE).exists():
         return target
-    with _locked(base / f"{digest}.lock"):
+    with file_lock(base / f"{digest}.lock"):
         if (target / COMPLETE).exists():
             return target
         files = list(_members(fetch()))

@@ -9,29 +9,17 @@ which the next call wipes and redoes from the (kept) wheels; a changed ``stamp``
 from __future__ import annotations
 
 import bisect
-import fcntl
 import io
 import shutil
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aar.settings import get_settings
+from aar.util import file_lock
 
 MARKER = ".aar-built"
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _is_built(out: Path, stamp: str) -> bool:
@@ -45,7 +33,7 @@ def build_once(name: str, stamp: str, build: Callable[[Path], None]) -> Path:
     out = root / name
     if _is_built(out, stamp):
         return out
-    with _locked(root / f".{name}.lock"):
+    with file_lock(root / f".{name}.lock"):
         if _is_built(out, stamp):  # another process finished it while we waited
             return out
         tmp = root / f"{name}.partial"
