@@ -594,9 +594,9 @@ class LLMResearcher:
     def _hint(self, check: str, tool: Tool | None) -> str:
         if tool is not None:
             return f". Call it as {signature(tool)}."
-        names = ", ".join(t.name for t in self.tools)
-        return (f". The tools are: {names}. Write one call as "
-                '{"name": "<tool>", "arguments": {...}}.')
+        tools = ", ".join(signature(t) for t in self.tools)
+        return (f". The tools are: {tools}. Write one call as "
+                '{"name": "<tool>", "arguments": {...}}, with <tool> one of these names.')
 
     # -- stopping ------------------------------------------------------------------------
     def _final_affordable(self, messages: Sequence[Message]) -> bool:

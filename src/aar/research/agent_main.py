@@ -28,6 +28,8 @@ SERVER_RETRY_S = 120.0  # a researcher waits this long for a restarting server
 LOCAL_MAX_OUTPUT = 1024  # tokens a local model may write per reply
 LOCAL_MAX_FAILURES = 8  # failed turns in a row (malformed calls, no call) that end a researcher
 LOCAL_TOOL_CHARS = 4000  # a tool result's size for a small context window
+LOCAL_FIRST = ('Begin your research. Your first call: {"name": "read_file", "arguments": '
+               '{"path": "README.md"}}')
 LOCAL_HINT = """
 
 Make exactly one tool call per reply, written as a JSON object:
@@ -132,7 +134,8 @@ def run_llm(r: Researcher, direction: Direction, info: dict[str, Any], deadline:
     r.event("start", direction=direction.title, backend=info["backend"])
     _write_status(r, direction, "running")
     try:
-        out = llm.run("Begin your research. Start by reading README.md and the forum.")
+        out = llm.run(LOCAL_FIRST if local else
+                      "Begin your research. Start by reading README.md and the forum.")
     except KeyboardInterrupt:  # stopped from outside: keep the counts
         r.event("llm_stats", **llm.stats())
         raise
