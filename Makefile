@@ -10,7 +10,7 @@ export AAR_HOME ?= $(HOME)/.cache/aar
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q -e '.[dev,local]'
 	@touch $(STAMP)
 
 MINUTES ?= 10

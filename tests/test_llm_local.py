@@ -231,7 +231,7 @@ def test_real_local_model_runs_the_sandbox_and_submits(home: Path) -> None:  # n
     (home / "direction.md").write_text(DIRECTION)
     t0 = time.monotonic()
     info = research(ResearchConfig(dataset=DATASET, agents=1, backend="local",
-                                   model="qwen0.5b", minutes=4.0, max_evals=10,
+                                   model="qwen0.5b", minutes=8.0, max_evals=5,
                                    directions=str(home / "direction.md"), live_view=False),
                     run_id="local")
     took = time.monotonic() - t0
