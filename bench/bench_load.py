@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_server import bodies, free_port
+from bench_server import bodies, free_port, wait_ready
 
 
 def stored_ids(url: str) -> set[int]:
@@ -64,17 +64,7 @@ def one(db_url: str, n: int, evals: int, key: str, ids: list[str], soft: np.ndar
     acked: list[list[int]] = [[] for _ in range(n)]
     errors: list[str] = []
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {tokens[0]}"},
-                             timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit(f"server did not start; see {log.name}")
-            time.sleep(0.2)
+        wait_ready(url, tokens[0], server, Path(log.name))
         start = threading.Barrier(n + 1)
 
         def researcher(a: int) -> None:

@@ -101,6 +101,21 @@ def cpu_seconds(pid: int) -> float | None:
     return total
 
 
+def wait_ready(url: str, token: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait up to a minute for the server at ``url`` (the API root) to answer ``/me``."""
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {token}"},
+                         timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            raise SystemExit(f"server did not start; see {log}")
+        time.sleep(0.2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, default=9)
@@ -125,17 +140,7 @@ def main() -> None:
         env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {tokens[0]}"},
-                             timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit(f"server did not start; see {home / 'server.log'}")
-            time.sleep(0.2)
+        wait_ready(url, tokens[0], server, home / "server.log")
         payloads = [bodies(key, ids, soft, a, args.evals + args.warmup)
                     for a in range(args.agents)]
         latencies: list[list[float]] = [[] for _ in range(args.agents)]
