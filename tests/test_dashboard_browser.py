@@ -72,6 +72,13 @@ def live(home: Path, template: Template, tmp_path: Path) -> Iterator[Live]:
             alice, bob, carol = Client(url, alice_t), Client(url, bob_t), Client(url, carol_t)
             alice.put_status(run_id="run1", state="running", direction="kNN label smoothing",
                              evals=5, usd=1.25, tokens=42_000)
+            alice.post_transcript("run1", [
+                {"seq": 0, "kind": "user", "text": "Begin your research."},
+                {"seq": 1, "kind": "assistant", "text": "Smoothing first.",
+                 "calls": ['run_method({"path": "ideas/knn.py"})'], "input_tokens": 2000,
+                 "output_tokens": 60, "usd": 0.01, "seconds": 3.0},
+                {"seq": 2, "kind": "tool_result", "tool": "run_method", "ok": True,
+                 "text": '{"agreement_with_weak": 0.91}'}])
             bob.put_status(run_id="run1", state="running", direction="confident filtering",
                            usd=0.5, tokens=9_000)
             carol.put_status(run_id="run1", state="stopped", direction="self-training",
@@ -130,6 +137,12 @@ def test_admin_sees_live_updates_and_reviews_a_flag(browser: Any, live: Live) ->
     assert page.evaluate("window.__noReload") is True  # updated in place
     assert "$2.50" in page.locator("#r-alice").inner_text()
     shot(page, "overview-live-update")
+
+    page.click("#r-alice a")  # the researcher's own page: costs, findings, transcript
+    expect(page.locator("ol.transcript > li")).to_have_count(3)
+    assert "run_method ok" in page.locator("#turn-2").inner_text()
+    assert "kNN smoothing of weak labels" in page.inner_text("ul.findings")
+    shot(page, "researcher-transcript")
 
     page.click("nav >> text=Leaderboard")
     assert page.locator("table.board").count() == 1

@@ -352,6 +352,37 @@ def test_admins_see_verification_tables_agents_do_not(site: Site) -> None:
     assert "Verification" not in c.get("/leaderboard").text
 
 
+def test_a_researchers_page_shows_its_costs_findings_and_transcript(site: Site) -> None:
+    c = site.env.client
+    auth = {"Authorization": f"Bearer {site.env.tokens['alice']}"}
+    r = c.put("/api/v1/status", headers=auth, json={
+        "run_id": "run-t", "state": "running", "direction": "local model",
+        "tokens": 1234, "compute_s": 88.0})
+    assert r.status_code == 200, r.text
+    r = c.post("/api/v1/transcript", headers=auth, json={"run_id": "run-t", "turns": [
+        {"seq": 0, "kind": "user", "text": "Begin your research."},
+        {"seq": 1, "kind": "assistant", "calls": ['run_method({"path": "template.py"})'],
+         "input_tokens": 1000, "output_tokens": 40, "seconds": 8.0},
+        {"seq": 2, "kind": "tool_result", "tool": "run_method", "ok": False,
+         "text": "failed: <script>alert(1)</script>"}]})
+    assert r.status_code == 200, r.text
+    login(c, site.admin_token)
+    assert 'href="/researchers/alice"' in c.get("/").text
+    page = c.get("/researchers/alice").text
+    assert "Begin your research." in page and "run_method ok" not in page
+    assert "run_method error" in page and "&lt;script&gt;alert(1)" in page
+    assert "<script>alert(1)" not in page
+    assert "1.2k tokens" in page and "88 s" in page
+    assert "5.0" in page  # 40 output tokens in 8 s
+    assert f'href="/forum/{site.result}"' in page  # alice's finding
+    assert c.get("/researchers/nobody").status_code == 404
+    c.cookies.clear()
+    login(c, site.alice)
+    assert c.get("/researchers/alice").status_code == 200
+    r = c.get("/researchers/bob")
+    assert r.status_code == 403 and "for admins" in r.text
+
+
 def test_overview_shows_the_latest_run_unless_asked(site: Site) -> None:
     c = site.env.client
     for name, run in (("alice", "run-a"), ("bob", "run-b")):

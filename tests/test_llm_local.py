@@ -167,6 +167,47 @@ def test_failures_in_a_row_are_reset_by_a_valid_call(tmp_path: Path) -> None:
     assert "malformed tool calls (unknown_tool)" in (outcome.error or "")
 
 
+def test_a_call_repeating_the_last_one_is_not_run_again(tmp_path: Path) -> None:
+    ran: list[str] = []
+    fails = Tool("fails", "Always fails.", {"type": "object"},
+                 lambda a: ran.append("fails") or (_ for _ in ()).throw(AarError("boom")))
+    echo = Tool("echo", ECHO.description, ECHO.input_schema,
+                lambda a: ran.append("echo") or f"echo {a['path']}")
+    same = ToolCall("s", "echo", {"path": "p"})
+    turns = [_turn(same), _turn(same), _turn(ToolCall("o", "echo", {"path": "q"})),
+             _turn(ToolCall("f", "fails", {})), _turn(ToolCall("g", "fails", {})),
+             _turn(ToolCall("h", "fails", {}))]
+    backend = Scripted(turns)
+    r = LLMResearcher(backend, None, [echo, fails], Budget(max_seconds=60),
+                      tmp_path / "t.jsonl", "system", PRICES, nudge=True, call_hints=True,
+                      final_call=False, max_failures=2)
+    outcome = r.run("go")
+    answers = [seen[-1].results[0].content for seen in backend.seen[1:]]
+    assert answers[1].startswith("not run: this is the same call as your last one, which "
+                                 "succeeded") and "Take the next step" in answers[1]
+    assert "boom" in answers[3] and "which failed" in answers[4]
+    assert "Change the arguments" in answers[4]
+    # only calls that differ from the one before ran; two repeats in a row end the run
+    assert ran == ["echo", "echo", "fails"]
+    assert outcome.reason == "failures" and "repeated tool calls" in (outcome.error or "")
+    assert outcome.stats["checks"] == {"ok": 2, "tool_error": 1, "repeated": 3}
+    # a frontier model (no call hints) may repeat a call: it runs
+    backend = Scripted([_turn(same), _turn(same)])
+    LLMResearcher(backend, None, [echo], Budget(max_seconds=60), tmp_path / "u.jsonl",
+                  "system", PRICES).run("go")
+    assert ran[3:] == ["echo", "echo"]
+
+
+def test_a_json_schema_given_as_params_gets_a_clear_error() -> None:
+    from aar.agents.research_tools import method_params
+    from aar.agents.tools import ToolError
+
+    assert method_params({"params": {"l2": 1.0}}) == {"l2": 1.0}
+    assert method_params({}) == {}
+    with pytest.raises(ToolError, match="looks like a JSON schema"):
+        method_params({"params": {"type": "object", "properties": {"l2": {"type": "number"}}}})
+
+
 def test_without_nudge_a_turn_without_a_call_still_ends_the_run(tmp_path: Path) -> None:
     backend = Scripted([AssistantTurn("All done.")])
     r = LLMResearcher(backend, None, [ECHO], Budget(), tmp_path / "t.jsonl", "system", PRICES)

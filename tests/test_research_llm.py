@@ -146,6 +146,19 @@ def test_openai_researcher_uses_the_research_tools(llm_env: Path) -> None:
     assert info["summary"]["authors_with_results"] == [name]
     assert (paths.agent_dir(name) / "transcript.jsonl").exists()
     assert "plain works" in (paths.workspace(name) / "notes.md").read_text()
+    # the orchestrator mirrored the transcript to the server, for the dashboard
+    token = json.loads(paths.secrets.read_text())["admin_token"]
+    with LiveServer(admin_token=token) as srv, Client(srv.url, token) as admin:
+        mirrored = admin.transcript(name)
+    assert mirrored["run_id"] == "llm"
+    kinds = [t["kind"] for t in mirrored["items"]]
+    assert kinds[0] == "user" and kinds.count("assistant") == 6 and kinds[-1] == "end"
+    said = [t for t in mirrored["items"] if t["kind"] == "assistant"]
+    assert said[0]["calls"][0].startswith("write_file(") and said[0]["input_tokens"] > 0
+    assert sum(t["usd"] for t in said) == pytest.approx(6 * CALL_USD, rel=1e-6)
+    results = [t for t in mirrored["items"] if t["kind"] == "tool_result"]
+    assert [t["tool"] for t in results][:2] == ["write_file", "read_forum"]
+    assert results[2]["ok"] is False  # the read outside the workspace
 
 
 def test_dollar_budget_stops_an_llm_researcher_cleanly(llm_env: Path) -> None:

@@ -49,6 +49,43 @@ def test_builds_on_is_validated_and_returned(live: tuple[str, str]) -> None:
     assert alice.findings()["total"] == 2
 
 
+def test_transcripts_are_mirrored_by_their_researcher_and_read_by_admins(
+        live: tuple[str, str]) -> None:
+    url, admin_token = live
+    admin = Client(url, admin_token)
+    alice = Client(url, admin.create_token("alice")["token"])
+    bob = Client(url, admin.create_token("bob")["token"])
+    assert alice.transcript()["items"] == []
+    turns = [{"seq": 0, "kind": "user", "text": "Begin."},
+             {"seq": 1, "kind": "assistant", "text": "", "calls": ['read_file({"path": "a"})'],
+              "input_tokens": 900, "output_tokens": 20, "seconds": 2.5},
+             {"seq": 2, "kind": "tool_result", "tool": "read_file", "ok": False,
+              "text": "no such file <b>a</b>"}]
+    assert alice.post_transcript("r1", turns[:2]) == {"added": 2, "ignored": 0}
+    assert alice.post_transcript("r1", turns[1:]) == {"added": 1, "ignored": 1}  # a retry
+    mine = alice.transcript()
+    assert mine["run_id"] == "r1" and [t["seq"] for t in mine["items"]] == [0, 1, 2]
+    assert mine["items"][1]["calls"] == ['read_file({"path": "a"})']
+    assert mine["items"][1]["output_tokens"] == 20 and mine["items"][2]["ok"] is False
+    assert [t["seq"] for t in alice.transcript(after=0, limit=1)["items"]] == [1]
+    assert admin.transcript("alice", "r1")["items"] == mine["items"]
+    assert admin.transcript("alice", "other")["items"] == []
+    with pytest.raises(ServerError) as e:
+        bob.transcript("alice")
+    assert e.value.status == 403
+    with pytest.raises(ServerError) as e:
+        admin.transcript("nobody")
+    assert e.value.status == 404
+    for bad in ([{"seq": 5, "kind": "shout"}], [{"seq": -1, "kind": "user"}],
+                [{"seq": 6, "kind": "user", "text": "x" * 9000}],
+                [{"seq": 7, "kind": "user"}, {"seq": 7, "kind": "user"}],
+                [{"seq": 8, "kind": "user", "extra": 1}], []):
+        with pytest.raises(ServerError) as e:
+            alice.post_transcript("r1", bad)
+        assert e.value.status in (400, 422), bad
+    assert len(alice.transcript()["items"]) == 3  # nothing of the bad requests was kept
+
+
 def test_status_is_own_for_agents_and_all_for_admins(live: tuple[str, str]) -> None:
     url, admin_token = live
     admin = Client(url, admin_token)

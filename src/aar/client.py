@@ -253,6 +253,19 @@ class Client:
         """Researchers' states: every agent's for an admin token, one's own otherwise."""
         return self._call("GET", "/status", params={"run_id": run_id})["items"]
 
+    def post_transcript(self, run_id: str, turns: Sequence[Mapping[str, Any]]
+                        ) -> dict[str, Any]:
+        """Mirror events of this agent's transcript (``seq``-numbered; re-sent ones are
+        ignored)."""
+        return self._call("POST", "/transcript", retry=False,
+                          json={"run_id": run_id, "turns": list(turns)})
+
+    def transcript(self, agent: str | None = None, run_id: str | None = None,
+                   after: int = -1, limit: int = 200) -> dict[str, Any]:
+        """A researcher's mirrored transcript (an agent: its own; an admin: anyone's)."""
+        return self._call("GET", "/transcript", params={
+            "agent": agent, "run_id": run_id, "after": after, "limit": limit})
+
     # ------------------------------------------------------------------ admin
 
     def create_token(self, name: str, role: str = "agent", *,

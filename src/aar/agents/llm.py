@@ -11,9 +11,12 @@ Small models (the local backend) make real mistakes; the loop absorbs them. A ma
 no tool call gets a reminder instead of ending the run; with ``context_tokens`` (the
 model's window) the oldest turns are dropped before the prompt would overflow it, leaving
 the first message and a note of what was dropped. Every tool result is checked as ``ok``,
-``tool_error`` (the tool ran and failed), ``bad_json``, ``unknown_tool`` or
-``bad_arguments``; these counts, nudges, compactions, calls per tool and the model's
-seconds and tokens per second are in ``Outcome.counts``, the ``end`` event and the summary.
+``tool_error`` (the tool ran and failed), ``bad_json``, ``unknown_tool``,
+``bad_arguments`` or (with ``call_hints``) ``repeated``: a call identical to the last
+well-formed one is not run again, it is answered that it would change nothing. These
+counts, nudges, compactions, calls per tool and the model's seconds and tokens per second
+are in ``Outcome.counts``, the ``end`` event and the summary. ``mirror_turn`` shapes an
+event for the server's copy of the transcript (the dashboard's researcher page).
 
 Persistence. Every event is one JSON line in the transcript, flushed and fsync'd before the
 loop moves on: the session header, each user message, each assistant turn (text, tool
@@ -95,6 +98,10 @@ COMPACTED_NOTE = (
     "[{dropped} earlier messages were dropped to fit the model's context window. Calls so "
     "far: {calls}. Your notes (the notes tool) and your files are still there.]")
 MALFORMED = ("bad_json", "unknown_tool", "bad_arguments")
+FAILED = (*MALFORMED, "repeated")  # checks of calls that count towards ``max_failures``
+REPEATED = (
+    "not run: this is the same call as your last one, which {how} (its result is above); "
+    "repeating it changes nothing. {advice}")
 _STOP_TEXT = {
     "seconds": "the wall-time budget is used up",
     "usd": "the dollar budget is used up",
@@ -169,6 +176,35 @@ class _Replay:
     done_results: dict[str, ToolResult]
     started: set[str]
     sessions: int
+
+
+def mirror_turn(ev: dict[str, Any], seq: int) -> dict[str, Any] | None:
+    """A transcript event as the server's transcript mirror takes it (``TurnIn``); None
+    for bookkeeping events (session headers, tool starts)."""
+    kind = ev.get("type")
+    turn: dict[str, Any] = {"seq": seq, "kind": kind}
+    if kind == "user":
+        turn["text"] = _short(str(ev.get("text", "")), 7900)
+    elif kind == "assistant":
+        u = ev.get("usage") or {}
+        turn |= {"text": _short(str(ev.get("text", "")), 7900),
+                 "calls": [_short(f"{c.get('name')}({json.dumps(c.get('arguments'))})", 1900)
+                           for c in (ev.get("tool_calls") or [])[:16]],
+                 "input_tokens": int(u.get("input_tokens") or 0),
+                 "output_tokens": int(u.get("output_tokens") or 0),
+                 "usd": float(ev.get("usd") or 0.0), "seconds": float(ev.get("call_s") or 0.0)}
+    elif kind == "tool_result":
+        turn |= {"text": _short(str(ev.get("content", "")), 2000),
+                 "tool": str(ev.get("name", ""))[:64], "ok": not ev.get("is_error"),
+                 "seconds": float(ev.get("duration_s") or 0.0)}
+    elif kind == "compaction":
+        turn["text"] = (f"context compacted: {ev.get('dropped')} messages dropped "
+                        f"({ev.get('estimated_before')} -> {ev.get('estimated_after')} tokens)")
+    elif kind in ("error", "end"):
+        turn["text"] = _short(str(ev.get("message") or ev.get("final_note") or ""), 7900)
+    else:
+        return None
+    return turn
 
 
 def _assistant_from_event(ev: dict[str, Any]) -> AssistantTurn:
@@ -320,11 +356,12 @@ class LLMResearcher:
         self.reserve_tokens = reserve_tokens
         self.call_hints = call_hints
         self.counts: Counter[str] = Counter()
-        self._failures = 0  # consecutive failed turns (malformed calls only, or no call)
+        self._failures = 0  # failed turns in a row (only malformed or repeated calls, no call)
         self._fail_reason = ""
         self._scale = 1.0  # real prompt tokens / estimated ones, from the last call
         self._last_prompt_tokens: int | None = None
         self._last_tools: list[tuple[ToolCall, ToolResult]] = []
+        self._last_run: tuple[ToolCall, ToolResult] | None = None  # the last well-formed call
         self.price_known = self.prices.lookup(self.model)[1]
 
     @property
@@ -362,7 +399,7 @@ class LLMResearcher:
         calls = sum(by_tool.values())
         malformed = sum(self.counts[k] for k in MALFORMED)
         return {
-            "checks": {k: self.counts[k] for k in ("ok", "tool_error", *MALFORMED, "skipped",
+            "checks": {k: self.counts[k] for k in ("ok", "tool_error", *FAILED, "skipped",
                                                    "interrupted") if self.counts[k]},
             "by_tool": by_tool, "calls": calls, "malformed": malformed,
             "malformed_rate": round(malformed / calls, 3) if calls else None,
@@ -431,7 +468,7 @@ class LLMResearcher:
                              "status": "interrupted", "charged_eval": False})
                 results.append(result)
             else:
-                results.append(self._call_tool(call))
+                results.append(self._call_tool(call)[0])
         messages.append(ToolResultsTurn(tuple(results)))
 
     def _loop(self, messages: list[Message]) -> Outcome:
@@ -447,13 +484,14 @@ class LLMResearcher:
                 return self._finish("error", messages, error=str(exc))
             messages.append(turn)
             if turn.tool_calls:
-                checks = [check_call(c, self._index) for c in turn.tool_calls]
-                results = tuple(self._call_tool(call) for call in turn.tool_calls)
-                messages.append(ToolResultsTurn(results))
+                done = [self._call_tool(call) for call in turn.tool_calls]
+                messages.append(ToolResultsTurn(tuple(result for result, _ in done)))
                 cutoffs = 0
-                if "ok" in checks:
+                checks = [check for _, check in done]
+                if any(check not in FAILED for check in checks):
                     self._failures = 0
-                elif self._failed(f"malformed tool calls ({', '.join(checks)})"):
+                elif self._failed(f"{'repeated' if 'repeated' in checks else 'malformed'} "
+                                  f"tool calls ({', '.join(checks)})"):
                     return self._finish("failures", messages, error=self._fail_reason)
                 continue
             if turn.stop_reason in ("max_tokens", "length") and cutoffs < _MAX_CUTOFF_NUDGES:
@@ -473,7 +511,7 @@ class LLMResearcher:
         """Count one failed turn; True when ``max_failures`` in a row were reached."""
         self._failures += 1
         self._fail_reason = (f"{self._failures} failed turns in a row (the last: {what}); "
-                             "the model could not make a valid tool call")
+                             "the model made no valid new tool call")
         return self.max_failures is not None and self._failures >= self.max_failures
 
     # -- context -------------------------------------------------------------------------
@@ -553,7 +591,8 @@ class LLMResearcher:
         })
         return turn
 
-    def _call_tool(self, call: ToolCall) -> ToolResult:
+    def _call_tool(self, call: ToolCall) -> tuple[ToolResult, str]:
+        """Run one call (budget permitting); its result and its check."""
         which = self.budget.exhausted()
         if which is not None:
             result = ToolResult(call.id, call.name,
@@ -562,7 +601,20 @@ class LLMResearcher:
                          "content": result.content, "is_error": True, "status": "skipped",
                          "charged_eval": False})
             self._last_tools.append((call, result))
-            return result
+            return result, "skipped"
+        last = self._last_run
+        if (self.call_hints and last is not None and call.parse_error is None
+                and (last[0].name, last[0].arguments) == (call.name, call.arguments)):
+            failed = last[1].is_error
+            result = ToolResult(call.id, call.name, REPEATED.format(
+                how="failed" if failed else "succeeded",
+                advice="Change the arguments or the file, or call another tool." if failed
+                else "Take the next step with another tool."), True)
+            self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
+                         "content": result.content, "is_error": True, "status": "error",
+                         "check": "repeated", "charged_eval": False})
+            self._last_tools.append((call, result))
+            return result, "repeated"
         self._write({"type": "tool_start", "call_id": call.id, "name": call.name})
         t0 = time.monotonic()
         tool = self._index.get(call.name)
@@ -587,9 +639,10 @@ class LLMResearcher:
             event["traceback"] = outcome.traceback
         self._write(event)
         result = ToolResult(call.id, call.name, outcome.content, outcome.is_error)
+        self._last_run = (call, result) if check in ("ok", "tool_error") else None
         self._last_tools.append((call, result))
         self._last_tools = self._last_tools[-5:]
-        return result
+        return result, check
 
     def _hint(self, check: str, tool: Tool | None) -> str:
         if tool is not None:

@@ -79,6 +79,16 @@ def _wrap(r: Researcher, name: str, fn: Callable[[dict[str, Any]], Any]
     return handler
 
 
+def method_params(a: dict[str, Any]) -> dict[str, Any]:
+    """The call's ``params``: the method's keyword values (never a JSON schema of them)."""
+    params = a.get("params") or {}
+    if isinstance(params.get("properties"), dict) or params.get("type") == "object":
+        raise ToolError("'params' holds the values of the method's keyword hyperparameters, "
+                        'e.g. {"l2": 1.0}; this looks like a JSON schema. Omit it to run '
+                        "the method with its defaults")
+    return params
+
+
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": required or [],
             "additionalProperties": False}
@@ -165,17 +175,19 @@ def build_tools(r: Researcher) -> list[Tool]:
     def run_method(a: dict[str, Any]) -> Any:
         seeds = check_seeds(list(a.get("seeds") or [0, 1]))
         path = confine(ws, a["path"], must_exist=True)
-        preds, diag = r.run_method(a["path"], seeds, a.get("params") or {})
+        preds, diag = r.run_method(a["path"], seeds, method_params(a))
         return {"seeds": seeds, "n_test": int(preds.shape[1]),
                 "transductive": declared_transductive(path), "diagnostics": diag,
-                "note": "label-free: agreement with the weak teacher is not accuracy"}
+                "note": "label-free: agreement with the weak teacher is not accuracy",
+                "next": f"submit {a['path']} with >= {MIN_SEEDS} seeds to have it scored, "
+                        "or change the method (write_file) and run it again"}
 
     def submit(a: dict[str, Any]) -> Any:
-        return r.submit(a["path"], a.get("params") or {}, a.get("seeds"), a.get("label"))
+        return r.submit(a["path"], method_params(a), a.get("seeds"), a.get("label"))
 
     def share_finding(a: dict[str, Any]) -> Any:
         f = r.share(a["type"], a["title"], a.get("body") or "", file=a.get("path"),
-                    params=a.get("params") or {}, seeds=a.get("seeds"),
+                    params=method_params(a), seeds=a.get("seeds"),
                     submission_ids=a.get("submission_ids"), builds_on=a.get("builds_on"))
         return {"id": f["id"], "type": f["type"], "archive": f.get("archive"),
                 "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr")}
@@ -240,7 +252,8 @@ def build_tools(r: Researcher) -> list[Tool]:
                 "findings": r.findings_posted}
 
     path_prop = {"type": "string", "description": "path relative to your workspace"}
-    params_prop = {"type": "object", "description": "keyword hyperparameters of the method"}
+    params_prop = {"type": "object", "description": "values of the method's keyword "
+                   'hyperparameters, e.g. {"l2": 1.0}; omit for the defaults'}
     seeds_prop = {"type": "array", "items": {"type": "integer"},
                   "description": f"distinct seeds 0..{MAX_SEED - 1}: each seeds one fit of the "
                                  "method (ctx.rng); there is one weak teacher"}

@@ -32,10 +32,12 @@ LOCAL_FIRST = ('Begin your research. Your first call: {"name": "read_file", "arg
                '{"path": "README.md"}}')
 LOCAL_HINT = """
 
-Make exactly one tool call per reply, written as a JSON object:
+Make exactly one tool call per reply, written as a JSON object, e.g.
 {"name": "run_method", "arguments": {"path": "template.py", "seeds": [0, 1]}}
+{"name": "submit", "arguments": {"path": "template.py", "seeds": [0, 1, 2, 3, 4]}}
 template.py is a working method: run_method it, submit it, then write variants of it under
-ideas/ (write_file) and run_method and submit those."""
+ideas/ (write_file) and run_method and submit those. Never repeat a call: take the next
+step."""
 
 
 def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str,

@@ -84,6 +84,9 @@ class RunPaths:
     def events(self, agent: str) -> Path:
         return self.agent_dir(agent) / "events.jsonl"
 
+    def transcript(self, agent: str) -> Path:
+        return self.agent_dir(agent) / "transcript.jsonl"
+
     def status(self, agent: str) -> Path:
         return self.agent_dir(agent) / "status.json"
 

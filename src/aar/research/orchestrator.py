@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from aar.agents.llm import mirror_turn
 from aar.client import Client
 from aar.data.registry import default_encoders
 from aar.errors import AarError
@@ -131,6 +132,8 @@ class _Proc:
     popen: subprocess.Popen[bytes] | None = None
     term_at: float | None = None
     offset: int = 0  # bytes of events.jsonl already read
+    t_offset: int = 0  # bytes of transcript.jsonl mirrored to the server
+    t_lines: int = 0  # its lines so far: the next event's seq
     pushed: dict[str, Any] | None = None
 
 
@@ -167,6 +170,32 @@ class Orchestrator:
                     obs(self.paths, ev)
                 except Exception as exc:  # an observer's bug must not stop the run
                     print(f"warning: observer {obs!r} failed: {exc}", file=sys.stderr)
+
+    def _push_transcript(self, p: _Proc) -> None:
+        """Mirror the LLM transcript's new events to the server (for the dashboard); what
+        fails to reach it is sent again on the next tick."""
+        path = self.paths.transcript(p.name)
+        if not path.exists():
+            return
+        with open(path, "rb") as fh:
+            fh.seek(p.t_offset)
+            data = fh.read()
+        lines = data[:data.rfind(b"\n") + 1].splitlines(keepends=True)
+        for start in range(0, len(lines), 200):
+            chunk = lines[start:start + 200]
+            turns = []
+            for i, line in enumerate(chunk):
+                with contextlib.suppress(ValueError):
+                    turn = mirror_turn(json.loads(line), p.t_lines + i)
+                    if turn is not None:
+                        turns.append(turn)
+            try:
+                if turns:
+                    self.clients[p.name].post_transcript(self.paths.run_id, turns)
+            except AarError:
+                return  # the next tick tries again
+            p.t_offset += sum(len(line) for line in chunk)
+            p.t_lines += len(chunk)
 
     def _push_status(self, p: _Proc, st: AgentStatus) -> None:
         body: dict[str, Any] = {"run_id": self.paths.run_id, "direction": st.direction[:200],
@@ -272,6 +301,7 @@ class Orchestrator:
                          if p.popen is not None and p.popen.poll() is None]
                 for p in self.procs.values():
                     self._pump_events(p)
+                    self._push_transcript(p)
                     st = self.paths.read_status(p.name)
                     if st is not None:
                         self._push_status(p, st)
@@ -307,6 +337,7 @@ class Orchestrator:
                 reason = "killed" if (p.popen.returncode or 0) < 0 else "process ended"
                 self._ensure_stop_event(p.name, reason)
             self._pump_events(p)
+            self._push_transcript(p)
             st = self.paths.read_status(p.name)
             if st is not None:
                 self._push_status(p, st)

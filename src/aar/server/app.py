@@ -24,7 +24,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import aar
-from aar.server import auth, flags, forum, idempotency, ladder, leaderboard, status
+from aar.server import (
+    auth,
+    flags,
+    forum,
+    idempotency,
+    ladder,
+    leaderboard,
+    status,
+    transcripts,
+)
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
@@ -49,6 +58,7 @@ from aar.server.schemas import (
     FindingIn,
     StatusIn,
     TokenIn,
+    TranscriptIn,
     VoteIn,
 )
 from aar.server.submissions import Budget, Evaluator, get_submission, submission_dict
@@ -505,6 +515,19 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                    ) -> dict[str, Any]:
         with db.read() as s:
             return status.list_status(s, who, run_id)
+
+    @api.post("/transcript", summary="mirror events of your own transcript (researchers)")
+    def post_transcript(body: TranscriptIn, who: Who) -> dict[str, Any]:
+        with db.write() as s:
+            return transcripts.add_turns(s, who, body)
+
+    @api.get("/transcript", summary="a researcher's transcript (admins: any; agents: their own)")
+    def get_transcript(who: Who, agent: str | None = Query(None, max_length=64),
+                       run_id: str | None = Query(None, max_length=128),
+                       after: int = Query(-1, ge=-1, le=10**9), limit: Limit = 50
+                       ) -> dict[str, Any]:
+        with db.read() as s:
+            return transcripts.list_turns(s, who, agent, run_id, after, limit)
 
     # ------------------------------------------------------------------ admin
 

@@ -269,6 +269,24 @@ class AgentStatusRow(Base):
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class TranscriptTurn(Base):
+    """One event of a researcher's transcript, mirrored by the researcher itself
+    (``POST /api/v1/transcript``, migration 0006) so the dashboard can show it; the
+    transcript file in the run folder stays the record. ``seq`` numbers the events of a
+    run; a re-sent one is ignored."""
+
+    __tablename__ = "transcript_turns"
+    __table_args__ = (UniqueConstraint("agent_id", "run_id", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    run_id: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class AuditEntry(Base):
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -94,6 +94,32 @@ class CommentIn(Strict):
     body: str = Field(min_length=1, max_length=20_000)
 
 
+TurnKind = Literal["user", "assistant", "tool_result", "compaction", "error", "end"]
+MAX_TURNS = 20_000  # events of one researcher's run that the server keeps
+
+
+class TurnIn(Strict):
+    """One transcript event as a researcher mirrors it: who spoke, the text (a tool result
+    or a final note cut to size), the calls an assistant turn made, and its cost."""
+
+    seq: int = Field(ge=0, le=10**9)
+    kind: TurnKind
+    text: str = Field("", max_length=8000)
+    tool: str = Field("", max_length=64)
+    calls: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list,
+                                                                max_length=16)
+    ok: bool | None = None
+    input_tokens: int = Field(0, ge=0, le=10**9)
+    output_tokens: int = Field(0, ge=0, le=10**9)
+    usd: float = Field(0.0, ge=0.0, le=1e6)
+    seconds: float = Field(0.0, ge=0.0, le=1e7)
+
+
+class TranscriptIn(Strict):
+    run_id: str = Field(min_length=1, max_length=128)
+    turns: list[TurnIn] = Field(min_length=1, max_length=200)
+
+
 AgentState = Literal["starting", "running", "stopped", "failed"]
 
 

@@ -28,7 +28,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aar.server import flags, forum, leaderboard
+from aar.server import flags, forum, leaderboard, transcripts
 from aar.server.config import ServerConfig
 from aar.server.dashboard import charts, code, data, live
 from aar.server.dashboard.session import COOKIE, LIFETIME_S, LOGIN_CSRF_COOKIE, Session, Sessions
@@ -40,6 +40,7 @@ from aar.w2s.metrics import estimate
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 25
+TRANSCRIPT_TURNS = 400  # transcript events on one page of a researcher
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 API_PREFIX = "/api/"
@@ -476,6 +477,37 @@ class Dashboard:
             return self.render("forum.html", sess, version=version, found=found, kind=kind,
                                q=query or "", author=who or "", number=number, pages=pages,
                                types=FINDING_TYPES, page="forum")
+
+        @r.get("/researchers/{name}")
+        def researcher_page(request: Request, name: str, run: str | None = None,
+                            after: str | None = None) -> HTMLResponse:
+            sess = self.session(request)
+            version = self.version()
+            who = _text(name, "researcher", 64, required=True) or ""
+            if who != sess.who.name and not sess.who.is_admin:
+                raise PageError(403, "a researcher's page is for admins and for that "
+                                     "researcher")
+            run_id = _text(run, "run", 128)
+            start = _int(after, "after", -1, 10**9, -1)
+            with self.db.read() as s:
+                person = next((p for p in data.researchers(s, self.cfg, sess.who, None)
+                               if p.name == who), None)
+                if person is None:
+                    raise PageError(404, f"no researcher {who!r}")
+                turns = self.api(transcripts.list_turns, s, sess.who, who,
+                                 run_id or person.run_id or None, start, TRANSCRIPT_TURNS)
+                found = forum.list_findings(s, self.db.dialect, q=None, type_=None,
+                                            author=who, limit=PAGE_SIZE, offset=0)
+            said = [t for t in turns["items"] if t["kind"] == "assistant"]
+            seconds = sum(t.get("seconds") or 0.0 for t in said)
+            speed = {"calls": len(said),
+                     "tokens_in": sum(t.get("input_tokens") or 0 for t in said),
+                     "tokens_out": sum(t.get("output_tokens") or 0 for t in said),
+                     "per_s": (sum(t.get("output_tokens") or 0 for t in said) / seconds)
+                     if seconds > 0 else None}
+            return self.render("researcher.html", sess, version=version, p=person,
+                               turns=turns, found=found, speed=speed, page="overview",
+                               more=len(turns["items"]) >= TRANSCRIPT_TURNS)
 
         @r.get("/forum/{finding_id}")
         def finding_page(request: Request, finding_id: str) -> HTMLResponse:
