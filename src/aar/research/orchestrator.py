@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aar.agents.llm import mirror_turn
@@ -137,6 +138,16 @@ class _Proc:
     pushed: dict[str, Any] | None = None
 
 
+def _new_lines(path: Path, offset: int) -> list[bytes]:
+    """The complete lines (with their newlines) of a growing file after byte ``offset``."""
+    if not path.exists():
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    return data[:data.rfind(b"\n") + 1].splitlines(keepends=True)
+
+
 class Orchestrator:
     def __init__(self, paths: RunPaths, info: dict[str, Any], secrets: dict[str, Any], *,
                  observers: Sequence[Observer] = (), server_url: str,
@@ -152,15 +163,9 @@ class Orchestrator:
 
     # -- events, statuses, budgets -----------------------------------------------------
     def _pump_events(self, p: _Proc) -> None:
-        path = self.paths.events(p.name)
-        if not path.exists():
-            return
-        with open(path, "rb") as fh:
-            fh.seek(p.offset)
-            data = fh.read()
-        end = data.rfind(b"\n") + 1
-        p.offset += end
-        for line in data[:end].splitlines():
+        lines = _new_lines(self.paths.events(p.name), p.offset)
+        p.offset += sum(len(line) for line in lines)
+        for line in lines:
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -174,13 +179,7 @@ class Orchestrator:
     def _push_transcript(self, p: _Proc) -> None:
         """Mirror the LLM transcript's new events to the server (for the dashboard); what
         fails to reach it is sent again on the next tick."""
-        path = self.paths.transcript(p.name)
-        if not path.exists():
-            return
-        with open(path, "rb") as fh:
-            fh.seek(p.t_offset)
-            data = fh.read()
-        lines = data[:data.rfind(b"\n") + 1].splitlines(keepends=True)
+        lines = _new_lines(self.paths.transcript(p.name), p.t_offset)
         for start in range(0, len(lines), 200):
             chunk = lines[start:start + 200]
             turns = []
