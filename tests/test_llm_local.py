@@ -264,8 +264,6 @@ Do exactly these steps, one tool call per reply:
 @pytest.mark.skipif(llama_missing() is not None,
                     reason="llama-cpp-python[server] is not installed (pip install -e "
                            "'.[local]'); the real local-model test needs it")
-@pytest.mark.xfail(strict=False, reason="on a loaded 2-core machine (2026-12-02) qwen0.5b "
-                   "ran the sandbox (run_method ok) but repeated that call instead of submitting")
 @pytest.mark.timeout(900)
 def test_real_local_model_runs_the_sandbox_and_submits(home: Path) -> None:  # noqa: F811
     from aar.research.layout import RunPaths
