@@ -198,6 +198,28 @@ def test_a_call_repeating_the_last_one_is_not_run_again(tmp_path: Path) -> None:
     assert ran[3:] == ["echo", "echo"]
 
 
+def test_a_call_with_unknown_arguments_and_a_schema_is_shown_repaired(tmp_path: Path) -> None:
+    tool = Tool("run", "Run.", {
+        "type": "object", "properties": {"path": {"type": "string"},
+                                         "params": {"type": "object"}},
+        "required": ["path"], "additionalProperties": False}, lambda a: f"ran {a['path']}")
+    schema = {"type": "object", "properties": {"l2": {"type": "number"}}}
+    turns = [_turn(ToolCall("a", "run", {"path": "t.py", "params": schema,
+                                         "additionalProperties": False})),
+             _turn(ToolCall("b", "run", {"params": {"l2": 1.0}})),  # cannot be repaired
+             _turn(ToolCall("c", "run", {"path": "t.py", "x": 1})),
+             _turn(ToolCall("d", "run", {"path": "t.py", "x": 1}))]
+    backend = Scripted(turns)
+    LLMResearcher(backend, None, [tool], Budget(max_seconds=60), tmp_path / "t.jsonl",
+                  "system", PRICES, nudge=True, call_hints=True, final_call=False,
+                  max_failures=5).run("go")
+    first, second, third, fourth = (seen[-1].results[0].content for seen in backend.seen[1:5])
+    assert "unexpected argument 'additionalProperties'" in first
+    assert first.endswith('your call is valid: {"name": "run", "arguments": {"path": "t.py"}}')
+    assert "missing required argument 'path'" in second and "your call is valid" not in second
+    assert "again" not in third and fourth.endswith("send that one instead.")
+
+
 def test_a_json_schema_given_as_params_gets_a_clear_error() -> None:
     from aar.agents.research_tools import method_params
     from aar.agents.tools import ToolError

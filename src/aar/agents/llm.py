@@ -300,6 +300,19 @@ def check_call(call: ToolCall, index: dict[str, Tool]) -> str:
     return "bad_arguments" if validate_arguments(tool, call.arguments) else "ok"
 
 
+def repaired_arguments(tool: Tool, args: dict[str, Any]) -> dict[str, Any] | None:
+    """``args`` without the keys the tool does not take and without values that are JSON
+    schemas (what small models copy from the tool list) — when that makes a valid call
+    that differs from ``args``; else None."""
+    props = tool.input_schema.get("properties", {})
+    fixed = {k: v for k, v in args.items() if k in props and not (
+        isinstance(v, dict) and (isinstance(v.get("properties"), dict)
+                                 or v.get("type") == "object"))}
+    if fixed == args or validate_arguments(tool, fixed):
+        return None
+    return fixed
+
+
 def _short(text: str, limit: int = 600) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[:limit] + " [...]"
@@ -624,7 +637,7 @@ class LLMResearcher:
         if check == "ok" and outcome.is_error:
             check = "tool_error"
         if self.call_hints and check in MALFORMED:
-            outcome = replace(outcome, content=outcome.content + self._hint(check, tool))
+            outcome = replace(outcome, content=outcome.content + self._hint(check, tool, call))
         self.budget.charge_tool_call()
         if outcome.charged_eval:
             self.budget.charge_eval()
@@ -644,9 +657,19 @@ class LLMResearcher:
         self._last_tools = self._last_tools[-5:]
         return result, check
 
-    def _hint(self, check: str, tool: Tool | None) -> str:
+    def _hint(self, check: str, tool: Tool | None, call: ToolCall) -> str:
         if tool is not None:
-            return f". Call it as {signature(tool)}."
+            fixed = repaired_arguments(tool, call.arguments)
+            if fixed is None:
+                return f". Call it as {signature(tool)}."
+            example = json.dumps({"name": tool.name, "arguments": fixed})
+            prev = self._last_tools[-1][0] if self._last_tools else None
+            again = (prev is not None and (prev.name, prev.arguments)
+                     == (call.name, call.arguments))
+            return (f". Call it as {signature(tool)}; without the unknown arguments and "
+                    f"schemas, your call is valid: {example}"
+                    + (". You sent the same invalid call again: send that one instead."
+                       if again else ""))
         tools = ", ".join(signature(t) for t in self.tools)
         return (f". The tools are: {tools}. Write one call as "
                 '{"name": "<tool>", "arguments": {...}}, with <tool> one of these names.')
