@@ -53,6 +53,10 @@ def test_parse_text_calls_in_every_form_the_model_writes() -> None:
     assert [c.name for c in two] == ["a", "b"] and two[1].id == "t_1"
     nested = '{"name": "write_file", "arguments": {"content": "{\\"name\\": \\"no\\"}"}}'
     assert [c.name for c in parse_text_calls(nested, "n")] == ["write_file"]
+    [py] = parse_text_calls('{"name": "echo", "arguments": {"path": "True x", "a": True, '
+                            '"b": [False, None]}}', "y")
+    assert py.parse_error is None and py.arguments == {"path": "True x", "a": True,
+                                                       "b": [False, None]}
     assert parse_text_calls("I think PGR {0.5} is fine.", "p") == []
     assert parse_text_calls('```json\n{"accuracy": 0.8}\n```', "p") == []
     [bad] = parse_text_calls('```json\n{"name": "echo", "arguments": {"path": "a",}}\n```', "q")
@@ -218,6 +222,29 @@ def test_a_call_with_unknown_arguments_and_a_schema_is_shown_repaired(tmp_path: 
     assert first.endswith('your call is valid: {"name": "run", "arguments": {"path": "t.py"}}')
     assert "missing required argument 'path'" in second and "your call is valid" not in second
     assert "again" not in third and fourth.endswith("send that one instead.")
+
+
+def test_a_cycle_of_failing_calls_is_caught_until_a_call_works(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def flaky(a: dict[str, Any]) -> str:
+        ran.append(a["path"])
+        if a["path"] != "ok":
+            raise AarError(f"no file {a['path']}")
+        return "fine"
+
+    tool = Tool("use", "Use a file.", ECHO.input_schema, flaky)
+    a, b, ok = ({"path": "a"}, {"path": "b"}, {"path": "ok"})
+    turns = [_turn(ToolCall(str(i), "use", args)) for i, args in enumerate([a, b, a, ok, a])]
+    backend = Scripted(turns)
+    outcome = LLMResearcher(backend, None, [tool], Budget(max_seconds=60),
+                            tmp_path / "t.jsonl", "system", PRICES, nudge=True,
+                            call_hints=True, final_call=False, max_failures=9).run("go")
+    answers = [seen[-1].results[0].content for seen in backend.seen[1:6]]
+    assert answers[2].startswith("not run: this is the same call as an earlier one, which "
+                                 "failed")
+    assert ran == ["a", "b", "ok", "a"]  # after a call that worked, 'a' may work again
+    assert outcome.stats["checks"] == {"ok": 1, "tool_error": 3, "repeated": 1}
 
 
 def test_a_json_schema_given_as_params_gets_a_clear_error() -> None:

@@ -13,7 +13,8 @@ model's window) the oldest turns are dropped before the prompt would overflow it
 the first message and a note of what was dropped. Every tool result is checked as ``ok``,
 ``tool_error`` (the tool ran and failed), ``bad_json``, ``unknown_tool``,
 ``bad_arguments`` or (with ``call_hints``) ``repeated``: a call identical to the last
-well-formed one is not run again, it is answered that it would change nothing. These
+well-formed one, or to one that failed since the last call that worked, is not run again;
+it is answered that it would change nothing. These
 counts, nudges, compactions, calls per tool and the model's seconds and tokens per second
 are in ``Outcome.counts``, the ``end`` event and the summary. ``mirror_turn`` shapes an
 event for the server's copy of the transcript (the dashboard's researcher page).
@@ -100,7 +101,7 @@ COMPACTED_NOTE = (
 MALFORMED = ("bad_json", "unknown_tool", "bad_arguments")
 FAILED = (*MALFORMED, "repeated")  # checks of calls that count towards ``max_failures``
 REPEATED = (
-    "not run: this is the same call as your last one, which {how} (its result is above); "
+    "not run: this is the same call as {which}, which {how} (its result is above); "
     "repeating it changes nothing. {advice}")
 _STOP_TEXT = {
     "seconds": "the wall-time budget is used up",
@@ -375,6 +376,7 @@ class LLMResearcher:
         self._last_prompt_tokens: int | None = None
         self._last_tools: list[tuple[ToolCall, ToolResult]] = []
         self._last_run: tuple[ToolCall, ToolResult] | None = None  # the last well-formed call
+        self._failed_calls: set[tuple[str, str]] = set()  # calls that failed since the last ok
         self.price_known = self.prices.lookup(self.model)[1]
 
     @property
@@ -615,11 +617,14 @@ class LLMResearcher:
                          "charged_eval": False})
             self._last_tools.append((call, result))
             return result, "skipped"
+        key = (call.name, json.dumps(call.arguments, sort_keys=True, default=str))
         last = self._last_run
-        if (self.call_hints and last is not None and call.parse_error is None
-                and (last[0].name, last[0].arguments) == (call.name, call.arguments)):
-            failed = last[1].is_error
+        repeat = last is not None and (last[0].name, last[0].arguments) == (call.name,
+                                                                             call.arguments)
+        if self.call_hints and call.parse_error is None and (repeat or key in self._failed_calls):
+            failed = not repeat or last is None or last[1].is_error
             result = ToolResult(call.id, call.name, REPEATED.format(
+                which="your last one" if repeat else "an earlier one",
                 how="failed" if failed else "succeeded",
                 advice="Change the arguments or the file, or call another tool." if failed
                 else "Take the next step with another tool."), True)
@@ -653,6 +658,10 @@ class LLMResearcher:
         self._write(event)
         result = ToolResult(call.id, call.name, outcome.content, outcome.is_error)
         self._last_run = (call, result) if check in ("ok", "tool_error") else None
+        if check == "ok":
+            self._failed_calls.clear()  # something changed: a failed call may work now
+        elif check == "tool_error":
+            self._failed_calls.add(key)
         self._last_tools.append((call, result))
         self._last_tools = self._last_tools[-5:]
         return result, check

@@ -27,7 +27,7 @@ import httpx
 from aar.errors import AarError
 
 LOCAL_MODELS = ("qwen0.5b", "qwen1.5b")
-DEFAULT_LOCAL_MODEL = "qwen0.5b"
+DEFAULT_LOCAL_MODEL = "qwen1.5b"  # the 0.5B loops on malformed calls in research runs (measured)
 DEFAULT_CONTEXT = 8192  # tokens of the model's window (Qwen2.5 supports 32k; CPU prompts are slow)
 INSTALL_HINT = ("the local backend needs llama-cpp-python with its server: run "
                 "`.venv/bin/pip install -e '.[local]'` (it builds llama.cpp, ~5 min on 2 cores)")

@@ -80,7 +80,10 @@ def confine(root: Path, rel: str, *, must_exist: bool = False) -> Path:
     if target != base and base not in target.parents:
         raise AarError(f"path {rel!r} leads outside your workspace (through a link)")
     if must_exist and not target.exists():
-        raise AarError(f"no such file {rel!r} in your workspace")
+        files = sorted(q.relative_to(base).as_posix() for q in base.rglob("*.py")
+                       if not any(part.startswith(".") for part in q.relative_to(base).parts))
+        raise AarError(f"no such file {rel!r} in your workspace; its Python files: "
+                       f"{', '.join(files[:20]) or 'none'} (write_file creates one)")
     return target
 
 

@@ -6,6 +6,8 @@ request with tools by *writing* the call: ``<tool_call>{"name": ..., "arguments"
 finds every JSON object in the text that has a string ``name``; ``arguments`` (or
 ``parameters``) may be an object or a JSON string. Text that plainly tries a call but is
 not valid JSON gives a call with ``parse_error`` set, so the model is told what was wrong.
+Python's ``True``/``False``/``None`` outside strings (a small model's habit) are read as
+JSON's ``true``/``false``/``null``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,24 @@ from .base import ToolCall
 MAX_TEXT_CALLS = 4
 _NAME = re.compile(r'"name"\s*:\s*"([A-Za-z0-9_\-]+)"')
 _decoder = json.JSONDecoder()
+_PY_LITERALS = re.compile(r"\b(True|False|None)\b")
+_AS_JSON = {"True": "true", "False": "false", "None": "null"}
+
+
+def _json_literals(text: str, start: int) -> str:
+    """``text`` with Python literals outside JSON strings after ``start`` spelled as JSON
+    (each has the same length, so positions do not move)."""
+    out = [text[:start]]
+    for k, part in enumerate(re.split(r'("(?:[^"\\]|\\.)*")', text[start:])):
+        out.append(part if k % 2 else _PY_LITERALS.sub(lambda m: _AS_JSON[m.group(1)], part))
+    return "".join(out)
+
+
+def _decode_at(text: str, i: int) -> tuple[Any, int]:
+    try:
+        return _decoder.raw_decode(text, i)
+    except json.JSONDecodeError:
+        return _decoder.raw_decode(_json_literals(text, i), i)
 
 
 def _call_from(obj: dict[str, Any], call_id: str, raw: str) -> ToolCall:
@@ -43,7 +63,7 @@ def parse_text_calls(text: str, id_prefix: str) -> list[ToolCall]:
     i = text.find("{")
     while i != -1 and len(calls) < MAX_TEXT_CALLS:
         try:
-            obj, end = _decoder.raw_decode(text, i)
+            obj, end = _decode_at(text, i)
         except json.JSONDecodeError:
             i = text.find("{", i + 1)
             continue
