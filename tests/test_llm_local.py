@@ -235,16 +235,18 @@ def test_a_cycle_of_failing_calls_is_caught_until_a_call_works(tmp_path: Path) -
 
     tool = Tool("use", "Use a file.", ECHO.input_schema, flaky)
     a, b, ok = ({"path": "a"}, {"path": "b"}, {"path": "ok"})
-    turns = [_turn(ToolCall(str(i), "use", args)) for i, args in enumerate([a, b, a, ok, a])]
+    turns = [_turn(ToolCall(str(i), "use", args))
+             for i, args in enumerate([a, b, a, ok, a, ok, a])]
     backend = Scripted(turns)
     outcome = LLMResearcher(backend, None, [tool], Budget(max_seconds=60),
                             tmp_path / "t.jsonl", "system", PRICES, nudge=True,
                             call_hints=True, final_call=False, max_failures=9).run("go")
-    answers = [seen[-1].results[0].content for seen in backend.seen[1:6]]
+    answers = [seen[-1].results[0].content for seen in backend.seen[1:8]]
     assert answers[2].startswith("not run: this is the same call as an earlier one, which "
                                  "failed")
-    assert ran == ["a", "b", "ok", "a"]  # after a call that worked, 'a' may work again
-    assert outcome.stats["checks"] == {"ok": 1, "tool_error": 3, "repeated": 1}
+    # after a new call worked, 'a' may work again; the same call working again is no news
+    assert ran == ["a", "b", "ok", "a", "ok"] and answers[6].startswith("not run")
+    assert outcome.stats["checks"] == {"ok": 2, "tool_error": 3, "repeated": 2}
 
 
 def test_a_json_schema_given_as_params_gets_a_clear_error() -> None:

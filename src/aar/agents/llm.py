@@ -13,8 +13,9 @@ model's window) the oldest turns are dropped before the prompt would overflow it
 the first message and a note of what was dropped. Every tool result is checked as ``ok``,
 ``tool_error`` (the tool ran and failed), ``bad_json``, ``unknown_tool``,
 ``bad_arguments`` or (with ``call_hints``) ``repeated``: a call identical to the last
-well-formed one, or to one that failed since the last call that worked, is not run again;
-it is answered that it would change nothing. These
+well-formed one, or to one that failed since the last new call that worked (repeating a
+call that worked before, such as writing the same file again, changes nothing), is not run
+again; it is answered that it would change nothing. These
 counts, nudges, compactions, calls per tool and the model's seconds and tokens per second
 are in ``Outcome.counts``, the ``end`` event and the summary. ``mirror_turn`` shapes an
 event for the server's copy of the transcript (the dashboard's researcher page).
@@ -376,7 +377,8 @@ class LLMResearcher:
         self._last_prompt_tokens: int | None = None
         self._last_tools: list[tuple[ToolCall, ToolResult]] = []
         self._last_run: tuple[ToolCall, ToolResult] | None = None  # the last well-formed call
-        self._failed_calls: set[tuple[str, str]] = set()  # calls that failed since the last ok
+        self._failed_calls: set[tuple[str, str]] = set()  # failed since a new call worked
+        self._ok_calls: set[tuple[str, str]] = set()  # calls that worked
         self.price_known = self.prices.lookup(self.model)[1]
 
     @property
@@ -658,8 +660,9 @@ class LLMResearcher:
         self._write(event)
         result = ToolResult(call.id, call.name, outcome.content, outcome.is_error)
         self._last_run = (call, result) if check in ("ok", "tool_error") else None
-        if check == "ok":
-            self._failed_calls.clear()  # something changed: a failed call may work now
+        if check == "ok" and key not in self._ok_calls:  # a new call worked: a failed
+            self._ok_calls.add(key)  # one may work now (the same write again changes nothing)
+            self._failed_calls.clear()
         elif check == "tool_error":
             self._failed_calls.add(key)
         self._last_tools.append((call, result))
