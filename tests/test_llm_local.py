@@ -57,6 +57,9 @@ def test_parse_text_calls_in_every_form_the_model_writes() -> None:
                             '"b": [False, None]}}', "y")
     assert py.parse_error is None and py.arguments == {"path": "True x", "a": True,
                                                        "b": [False, None]}
+    triple = '{"name": "echo", "arguments": {"path": """a "b"\n c""", "n": 1, "x": None}}'
+    [tq] = parse_text_calls(f"```json\n{triple}\n```", "z")
+    assert tq.parse_error is None and tq.arguments == {"path": 'a "b"\n c', "n": 1, "x": None}
     assert parse_text_calls("I think PGR {0.5} is fine.", "p") == []
     assert parse_text_calls('```json\n{"accuracy": 0.8}\n```', "p") == []
     [bad] = parse_text_calls('```json\n{"name": "echo", "arguments": {"path": "a",}}\n```', "q")
@@ -93,6 +96,9 @@ def test_openai_backend_reads_calls_from_text_and_replays_them_as_text() -> None
     assert msgs[2] == {"role": "assistant", "content": reply}
     assert msgs[3]["role"] == "tool" and msgs[3]["tool_call_id"] == ECHO_RESULT.call_id
     assert backend.complete("sys", [UserTurn("go")], [ECHO], tool_choice="none").tool_calls == ()
+    assert "temperature" not in seen[-1]
+    backend.complete("sys", [UserTurn("go")], [ECHO], temperature=1.0)
+    assert seen[-1]["temperature"] == 1.0
     plain = OpenAIBackend("qwen0.5b", client=client)  # off by default: text stays text
     assert plain.complete("sys", [UserTurn("go")], [ECHO]).tool_calls == ()
 
@@ -111,10 +117,13 @@ class Scripted:
         self.model = "fake-model"
         self.turns = list(turns)
         self.seen: list[list[Message]] = []
+        self.temperatures: list[float | None] = []
 
     def complete(self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], *,
-                 max_tokens: int | None = None, tool_choice: str = "auto") -> AssistantTurn:
+                 max_tokens: int | None = None, tool_choice: str = "auto",
+                 temperature: float | None = None) -> AssistantTurn:
         self.seen.append(list(messages))
+        self.temperatures.append(temperature)
         return self.turns.pop(0) if self.turns else AssistantTurn("I am thinking.")
 
 
@@ -149,6 +158,8 @@ def test_malformed_calls_get_corrections_and_are_counted(tmp_path: Path) -> None
     nudge = answers[5]
     assert isinstance(nudge, UserTurn) and "did not call a tool" in nudge.text
     assert "echo(path: string" in nudge.text
+    # after a failed turn the model samples wider; the valid call resets both
+    assert backend.temperatures == [None, 1.0, 1.0, None, 1.0, 1.0]
     # the valid call reset the count; bad arguments and two turns without a call end it
     assert outcome.reason == "failures" and len(backend.seen) == 6
     assert outcome.error and "3 failed turns in a row" in outcome.error

@@ -287,7 +287,8 @@ class FakeBackend:
         self.seen: list[list[Message]] = []
 
     def complete(self, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec], *,
-                 max_tokens: int | None = None, tool_choice: str = "auto") -> AssistantTurn:
+                 max_tokens: int | None = None, tool_choice: str = "auto",
+                 temperature: float | None = None) -> AssistantTurn:
         self.seen.append(list(messages))
         return self.turns.pop(0)
 

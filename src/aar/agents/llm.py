@@ -101,6 +101,7 @@ COMPACTED_NOTE = (
     "far: {calls}. Your notes (the notes tool) and your files are still there.]")
 MALFORMED = ("bad_json", "unknown_tool", "bad_arguments")
 FAILED = (*MALFORMED, "repeated")  # checks of calls that count towards ``max_failures``
+RETRY_TEMPERATURE = 1.0  # with call_hints, the sampling temperature after a failed turn
 REPEATED = (
     "not run: this is the same call as {which}, which {how} (its result is above); "
     "repeating it changes nothing. {advice}")
@@ -585,9 +586,12 @@ class LLMResearcher:
         self._compact(messages)
         estimate = self._estimate(messages)
         t0 = time.monotonic()
+        # a small model that failed answers the same context the same way: sample wider
+        hot = self.call_hints and self._failures > 0 and not final
         turn = self.backend.complete(self.system_prompt, messages, self.tools,
                                      max_tokens=max_tokens,
-                                     tool_choice="none" if tool_choice == "none" else "auto")
+                                     tool_choice="none" if tool_choice == "none" else "auto",
+                                     temperature=RETRY_TEMPERATURE if hot else None)
         call_s = time.monotonic() - t0
         u = turn.usage
         usd = self.prices.cost(self.model, u)

@@ -151,9 +151,12 @@ class AnthropicBackend:
         *,
         max_tokens: int | None = None,
         tool_choice: ToolChoice = "auto",
+        temperature: float | None = None,
     ) -> AssistantTurn:
         request = self._request(system, messages, tools, max_tokens or self.max_tokens,
                                 tool_choice)
+        if temperature is not None:
+            request["temperature"] = temperature
         try:
             response = self.client.messages.create(**request)
         except anthropic.APIStatusError as exc:

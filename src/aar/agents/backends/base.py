@@ -145,6 +145,7 @@ class Backend(Protocol):
         *,
         max_tokens: int | None = None,
         tool_choice: ToolChoice = "auto",
+        temperature: float | None = None,
     ) -> AssistantTurn: ...
 
 

@@ -6,8 +6,9 @@ request with tools by *writing* the call: ``<tool_call>{"name": ..., "arguments"
 finds every JSON object in the text that has a string ``name``; ``arguments`` (or
 ``parameters``) may be an object or a JSON string. Text that plainly tries a call but is
 not valid JSON gives a call with ``parse_error`` set, so the model is told what was wrong.
-Python's ``True``/``False``/``None`` outside strings (a small model's habit) are read as
-JSON's ``true``/``false``/``null``.
+Python's ``True``/``False``/``None`` outside strings and Python's triple-quoted strings
+(three double quotes; a small model's habits) are read as JSON's ``true``/``false``/``null``
+and JSON strings (a call read that way is the reply's last).
 """
 
 from __future__ import annotations
@@ -34,11 +35,23 @@ def _json_literals(text: str, start: int) -> str:
     return "".join(out)
 
 
+_TRIPLE = re.compile(r'"""(.*?)"""', re.S)
+
+
 def _decode_at(text: str, i: int) -> tuple[Any, int]:
+    """The JSON value at ``i`` and where it ends, read leniently (see the module doc)."""
     try:
         return _decoder.raw_decode(text, i)
     except json.JSONDecodeError:
+        pass
+    try:
         return _decoder.raw_decode(_json_literals(text, i), i)
+    except json.JSONDecodeError:
+        if '"""' not in text[i:]:
+            raise
+    tail = _TRIPLE.sub(lambda m: json.dumps(m.group(1)), text[i:])
+    obj, _ = _decoder.raw_decode(_json_literals(tail, 0), 0)
+    return obj, len(text)  # positions moved: nothing after this call is read
 
 
 def _call_from(obj: dict[str, Any], call_id: str, raw: str) -> ToolCall:
