@@ -12,10 +12,10 @@ no tool call gets a reminder instead of ending the run; with ``context_tokens`` 
 model's window) the oldest turns are dropped before the prompt would overflow it, leaving
 the first message and a note of what was dropped. Every tool result is checked as ``ok``,
 ``tool_error`` (the tool ran and failed), ``bad_json``, ``unknown_tool``,
-``bad_arguments`` or (with ``call_hints``) ``repeated``: a call identical to the last
-well-formed one, or to one that failed since the last new call that worked (repeating a
-call that worked before, such as writing the same file again, changes nothing), is not run
-again; it is answered that it would change nothing. These
+``bad_arguments`` or (with ``call_hints``) ``repeated``: a call identical to one already
+run since the last call that worked for the first time (only such a call can change what
+the others answer: the same write or read again changes nothing) is not run again; it is
+answered that it would change nothing. These
 counts, nudges, compactions, calls per tool and the model's seconds and tokens per second
 are in ``Outcome.counts``, the ``end`` event and the summary. ``mirror_turn`` shapes an
 event for the server's copy of the transcript (the dashboard's researcher page).
@@ -377,9 +377,12 @@ class LLMResearcher:
         self._scale = 1.0  # real prompt tokens / estimated ones, from the last call
         self._last_prompt_tokens: int | None = None
         self._last_tools: list[tuple[ToolCall, ToolResult]] = []
-        self._last_run: tuple[ToolCall, ToolResult] | None = None  # the last well-formed call
-        self._failed_calls: set[tuple[str, str]] = set()  # failed since a new call worked
-        self._ok_calls: set[tuple[str, str]] = set()  # calls that worked
+        self._last_run: tuple[str, str] | None = None  # the last well-formed call's key
+        # the small-model guard: the workspace "state" moves on (epoch + 1) when a call that
+        # never worked before works; a call already run in this state is not run again
+        self._epoch = 0
+        self._ran: dict[tuple[str, str], tuple[int, bool]] = {}  # key -> (epoch, failed)
+        self._worked: set[tuple[str, str]] = set()
         self.price_known = self.prices.lookup(self.model)[1]
 
     @property
@@ -624,13 +627,12 @@ class LLMResearcher:
             self._last_tools.append((call, result))
             return result, "skipped"
         key = (call.name, json.dumps(call.arguments, sort_keys=True, default=str))
-        last = self._last_run
-        repeat = last is not None and (last[0].name, last[0].arguments) == (call.name,
-                                                                             call.arguments)
-        if self.call_hints and call.parse_error is None and (repeat or key in self._failed_calls):
-            failed = not repeat or last is None or last[1].is_error
+        before = self._ran.get(key)
+        if (self.call_hints and call.parse_error is None and before is not None
+                and before[0] == self._epoch):
+            failed = before[1]
             result = ToolResult(call.id, call.name, REPEATED.format(
-                which="your last one" if repeat else "an earlier one",
+                which="your last one" if key == self._last_run else "an earlier one",
                 how="failed" if failed else "succeeded",
                 advice="Change the arguments or the file, or call another tool." if failed
                 else "Take the next step with another tool."), True)
@@ -663,12 +665,12 @@ class LLMResearcher:
             event["traceback"] = outcome.traceback
         self._write(event)
         result = ToolResult(call.id, call.name, outcome.content, outcome.is_error)
-        self._last_run = (call, result) if check in ("ok", "tool_error") else None
-        if check == "ok" and key not in self._ok_calls:  # a new call worked: a failed
-            self._ok_calls.add(key)  # one may work now (the same write again changes nothing)
-            self._failed_calls.clear()
-        elif check == "tool_error":
-            self._failed_calls.add(key)
+        self._last_run = key if check in ("ok", "tool_error") else None
+        if check == "ok" and key not in self._worked:
+            self._worked.add(key)
+            self._epoch += 1
+        if check in ("ok", "tool_error"):
+            self._ran[key] = (self._epoch, check == "tool_error")
         self._last_tools.append((call, result))
         self._last_tools = self._last_tools[-5:]
         return result, check
