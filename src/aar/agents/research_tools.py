@@ -193,8 +193,10 @@ def build_tools(r: Researcher) -> list[Tool]:
                 "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr")}
 
     def read_forum(a: dict[str, Any]) -> Any:
-        res = r.client.findings(a.get("query") or None, type=a.get("type"),
-                                author=a.get("author"), limit=int(a.get("limit") or 20))
+        # an empty filter is no filter (small models send every argument, empty)
+        res = r.client.findings(a.get("query") or None, type=a.get("type") or None,
+                                author=a.get("author") or None,
+                                limit=int(a.get("limit") or 20))
         return {"total": res["total"], "items": [
             {k: f.get(k) for k in ("id", "type", "title", "author", "claimed_metrics",
                                    "builds_on", "votes", "created")} for f in res["items"]]}
