@@ -60,6 +60,8 @@ def test_parse_text_calls_in_every_form_the_model_writes() -> None:
     triple = '{"name": "echo", "arguments": {"path": """a "b"\n c""", "n": 1, "x": None}}'
     [tq] = parse_text_calls(f"```json\n{triple}\n```", "z")
     assert tq.parse_error is None and tq.arguments == {"path": 'a "b"\n c', "n": 1, "x": None}
+    [bare] = parse_text_calls('{"name": "echo", "arguments": {path: "a:b", n: 2}}', "k")
+    assert bare.parse_error is None and bare.arguments == {"path": "a:b", "n": 2}
     assert parse_text_calls("I think PGR {0.5} is fine.", "p") == []
     assert parse_text_calls('```json\n{"accuracy": 0.8}\n```', "p") == []
     [bad] = parse_text_calls('```json\n{"name": "echo", "arguments": {"path": "a",}}\n```', "q")
@@ -173,6 +175,17 @@ def test_malformed_calls_get_corrections_and_are_counted(tmp_path: Path) -> None
     assert end["type"] == "end" and end["stats"]["malformed"] == 3
 
 
+def test_a_failed_turn_repeated_word_for_word_replaces_its_copy(tmp_path: Path) -> None:
+    bad = AssistantTurn('{"name": "nope"}', (ToolCall("b", "nope", {}),), CallUsage(10, 10))
+    other = AssistantTurn('{"name": "nah"}', (ToolCall("n", "nah", {}),), CallUsage(10, 10))
+    _, backend = _run(tmp_path, [bad, bad, bad, other], max_failures=5)
+    texts = [[m.text for m in seen if isinstance(m, AssistantTurn)] for seen in backend.seen]
+    # the context keeps one copy of the repeated mistake; a different one is kept beside it
+    assert texts[1:] == [[bad.text], [bad.text], [bad.text], [bad.text, other.text]]
+    assert len([e for e in Transcript(tmp_path / "t.jsonl").load()
+                if e["type"] == "assistant"]) >= 4  # the record keeps every turn
+
+
 def test_failures_in_a_row_are_reset_by_a_valid_call(tmp_path: Path) -> None:
     bad = ToolCall("b", "nope", {})
     turns = [_turn(bad), _turn(bad), _turn(ToolCall("g", "echo", {"path": "p"})),
@@ -265,10 +278,16 @@ def test_a_json_schema_given_as_params_gets_a_clear_error() -> None:
     from aar.agents.research_tools import method_params
     from aar.agents.tools import ToolError
 
-    assert method_params({"params": {"l2": 1.0}}) == {"l2": 1.0}
-    assert method_params({}) == {}
+    assert method_params({"params": {"l2": 1.0}}, "submit") == {"l2": 1.0}
+    assert method_params({}, "submit") == {}
     with pytest.raises(ToolError, match="looks like a JSON schema"):
-        method_params({"params": {"type": "object", "properties": {"l2": {"type": "number"}}}})
+        method_params({"params": {"type": "object", "properties": {"l2": {"type": "number"}}}},
+                      "submit")
+    with pytest.raises(ToolError) as e:  # the tool's own arguments put inside params
+        method_params({"path": "t.py", "params": {"seeds": [0, 1], "label": "x", "l2": 2}},
+                      "submit")
+    assert str(e.value).endswith('call: {"name": "submit", "arguments": {"path": "t.py", '
+                                 '"seeds": [0, 1], "label": "x", "params": {"l2": 2}}}')
 
 
 def test_without_nudge_a_turn_without_a_call_still_ends_the_run(tmp_path: Path) -> None:

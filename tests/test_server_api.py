@@ -30,7 +30,8 @@ def test_every_route_needs_a_valid_token(env: Env) -> None:
               ("GET", "/admin/tokens"), ("DELETE", "/admin/tokens/1"),
               ("GET", "/admin/agents"), ("PATCH", "/admin/agents/x"),
               ("GET", "/admin/flags"), ("POST", "/admin/flags"), ("PATCH", "/admin/flags/1"),
-              ("GET", "/admin/audit"), ("PUT", "/status"), ("GET", "/status")]
+              ("GET", "/admin/audit"), ("PUT", "/status"), ("GET", "/status"),
+              ("POST", "/transcript"), ("GET", "/transcript")]
     schema = c.get(f"{API}/openapi.json").json()  # the schema itself is public
     listed = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     assert len(listed) == len(routes)

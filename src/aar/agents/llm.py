@@ -303,6 +303,23 @@ def check_call(call: ToolCall, index: dict[str, Tool]) -> str:
     return "bad_arguments" if validate_arguments(tool, call.arguments) else "ok"
 
 
+def _drop_echo(messages: list[Message]) -> None:
+    """A failed turn that repeats the failed turn before it word for word replaces it in
+    the context: copies of a mistake make a small model copy it again (the transcript file
+    keeps both)."""
+    if len(messages) < 4:
+        return
+    before, before_results, turn, results = messages[-4:]
+    if (isinstance(before, AssistantTurn) and isinstance(turn, AssistantTurn)
+            and isinstance(before_results, ToolResultsTurn)
+            and isinstance(results, ToolResultsTurn)
+            and before.text == turn.text and before.tool_calls
+            and [(c.name, c.arguments) for c in before.tool_calls]
+            == [(c.name, c.arguments) for c in turn.tool_calls] and all(
+                r.is_error for r in before_results.results)):
+        del messages[-4:-2]
+
+
 def repaired_arguments(tool: Tool, args: dict[str, Any]) -> dict[str, Any] | None:
     """``args`` without the keys the tool does not take and without values that are JSON
     schemas (what small models copy from the tool list) — when that makes a valid call
@@ -511,7 +528,10 @@ class LLMResearcher:
                 checks = [check for _, check in done]
                 if any(check not in FAILED for check in checks):
                     self._failures = 0
-                elif self._failed(f"{'repeated' if 'repeated' in checks else 'malformed'} "
+                    continue
+                if self.call_hints:
+                    _drop_echo(messages)
+                if self._failed(f"{'repeated' if 'repeated' in checks else 'malformed'} "
                                   f"tool calls ({', '.join(checks)})"):
                     return self._finish("failures", messages, error=self._fail_reason)
                 continue

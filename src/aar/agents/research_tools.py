@@ -79,13 +79,27 @@ def _wrap(r: Researcher, name: str, fn: Callable[[dict[str, Any]], Any]
     return handler
 
 
-def method_params(a: dict[str, Any]) -> dict[str, Any]:
-    """The call's ``params``: the method's keyword values (never a JSON schema of them)."""
+CALL_KEYS = ("path", "seeds", "label")  # arguments of the tools, never method parameters
+
+
+def method_params(a: dict[str, Any], tool: str) -> dict[str, Any]:
+    """The call's ``params``: the method's keyword values (never a JSON schema of them, nor
+    the tool's own arguments put inside it)."""
     params = a.get("params") or {}
     if isinstance(params.get("properties"), dict) or params.get("type") == "object":
         raise ToolError("'params' holds the values of the method's keyword hyperparameters, "
                         'e.g. {"l2": 1.0}; this looks like a JSON schema. Omit it to run '
                         "the method with its defaults")
+    inside = [k for k in CALL_KEYS if k in params]
+    if inside:
+        fixed = {**{k: v for k, v in a.items() if k != "params"},
+                 **{k: params[k] for k in inside if k not in a}}
+        rest = {k: v for k, v in params.items() if k not in inside}
+        if rest:
+            fixed["params"] = rest
+        raise ToolError(f"{', '.join(repr(k) for k in inside)} belong(s) to the call, not "
+                        "to the method's 'params'; call: "
+                        + json.dumps({"name": tool, "arguments": fixed}))
     return params
 
 
@@ -175,7 +189,7 @@ def build_tools(r: Researcher) -> list[Tool]:
     def run_method(a: dict[str, Any]) -> Any:
         seeds = check_seeds(list(a.get("seeds") or [0, 1]))
         path = confine(ws, a["path"], must_exist=True)
-        preds, diag = r.run_method(a["path"], seeds, method_params(a))
+        preds, diag = r.run_method(a["path"], seeds, method_params(a, "run_method"))
         return {"seeds": seeds, "n_test": int(preds.shape[1]),
                 "transductive": declared_transductive(path), "diagnostics": diag,
                 "note": "label-free: agreement with the weak teacher is not accuracy",
@@ -183,11 +197,11 @@ def build_tools(r: Researcher) -> list[Tool]:
                         "or change the method (write_file) and run it again"}
 
     def submit(a: dict[str, Any]) -> Any:
-        return r.submit(a["path"], method_params(a), a.get("seeds"), a.get("label"))
+        return r.submit(a["path"], method_params(a, "submit"), a.get("seeds"), a.get("label"))
 
     def share_finding(a: dict[str, Any]) -> Any:
         f = r.share(a["type"], a["title"], a.get("body") or "", file=a.get("path"),
-                    params=method_params(a), seeds=a.get("seeds"),
+                    params=method_params(a, "share_finding"), seeds=a.get("seeds"),
                     submission_ids=a.get("submission_ids"), builds_on=a.get("builds_on"))
         return {"id": f["id"], "type": f["type"], "archive": f.get("archive"),
                 "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr")}

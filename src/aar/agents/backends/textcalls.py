@@ -6,15 +6,17 @@ request with tools by *writing* the call: ``<tool_call>{"name": ..., "arguments"
 finds every JSON object in the text that has a string ``name``; ``arguments`` (or
 ``parameters``) may be an object or a JSON string. Text that plainly tries a call but is
 not valid JSON gives a call with ``parse_error`` set, so the model is told what was wrong.
-Python's ``True``/``False``/``None`` outside strings and Python's triple-quoted strings
-(three double quotes; a small model's habits) are read as JSON's ``true``/``false``/``null``
-and JSON strings (a call read that way is the reply's last).
+A small model's habits are read too: Python's ``True``/``False``/``None`` outside strings,
+Python's triple-quoted strings (three double quotes) and unquoted keys (``{label: "x"}``)
+become JSON's ``true``/``false``/``null``, strings and quoted keys (a call read with the
+last two is the reply's last).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .base import ToolCall
@@ -26,13 +28,23 @@ _PY_LITERALS = re.compile(r"\b(True|False|None)\b")
 _AS_JSON = {"True": "true", "False": "false", "None": "null"}
 
 
-def _json_literals(text: str, start: int) -> str:
-    """``text`` with Python literals outside JSON strings after ``start`` spelled as JSON
-    (each has the same length, so positions do not move)."""
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_]\w*)(\s*:)")
+
+
+def _outside_strings(text: str, start: int, fix: Callable[[str], str]) -> str:
+    """``text`` with ``fix`` applied to what lies outside JSON strings after ``start``."""
     out = [text[:start]]
     for k, part in enumerate(re.split(r'("(?:[^"\\]|\\.)*")', text[start:])):
-        out.append(part if k % 2 else _PY_LITERALS.sub(lambda m: _AS_JSON[m.group(1)], part))
+        out.append(part if k % 2 else fix(part))
     return "".join(out)
+
+
+def _json_literals(part: str) -> str:  # the same length: positions do not move
+    return _PY_LITERALS.sub(lambda m: _AS_JSON[m.group(1)], part)
+
+
+def _quoted_keys(part: str) -> str:
+    return _BARE_KEY.sub(lambda m: f'{m.group(1)}"{m.group(2)}"{m.group(3)}', part)
 
 
 _TRIPLE = re.compile(r'"""(.*?)"""', re.S)
@@ -45,12 +57,12 @@ def _decode_at(text: str, i: int) -> tuple[Any, int]:
     except json.JSONDecodeError:
         pass
     try:
-        return _decoder.raw_decode(_json_literals(text, i), i)
+        return _decoder.raw_decode(_outside_strings(text, i, _json_literals), i)
     except json.JSONDecodeError:
-        if '"""' not in text[i:]:
-            raise
+        pass
     tail = _TRIPLE.sub(lambda m: json.dumps(m.group(1)), text[i:])
-    obj, _ = _decoder.raw_decode(_json_literals(tail, 0), 0)
+    tail = _outside_strings(tail, 0, lambda part: _quoted_keys(_json_literals(part)))
+    obj, _ = _decoder.raw_decode(tail, 0)
     return obj, len(text)  # positions moved: nothing after this call is read
 
 
