@@ -35,9 +35,9 @@ LOCAL_HINT = """
 Make exactly one tool call per reply, written as a JSON object, e.g.
 {"name": "run_method", "arguments": {"path": "template.py", "seeds": [0, 1]}}
 {"name": "submit", "arguments": {"path": "template.py", "seeds": [0, 1, 2, 3, 4]}}
-template.py is a working method: run_method it and submit it first. To try an idea,
-read_file template.py and write_file a changed copy of that Python code under ideas/, then
-run_method and submit it. Never repeat a call: take the next step."""
+template.py is a working method: run_method it, submit it, then write variants of it under
+ideas/ (write_file) and run_method and submit those. Never repeat a call: take the next
+step."""
 
 
 def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str,
