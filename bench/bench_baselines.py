@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from aar.w2s.sweep import sweep
+from aar.experiments.sweep import sweep
 
 
 def main() -> None:

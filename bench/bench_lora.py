@@ -68,8 +68,8 @@ def cpu_bench(model: str, n: int, batch: int, max_tokens: int, threads: int) -> 
 def gpu_bench() -> None:
     import torch
 
+    from aar.experiments.runner import RunConfig, run
     from aar.w2s import lora
-    from aar.w2s.runner import RunConfig, run
 
     cfg = lora.preset("offline", device="cuda")
     torch.cuda.reset_peak_memory_stats()

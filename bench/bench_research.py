@@ -21,7 +21,7 @@ from aar.research.orchestrator import ResearchConfig, default_encoders, research
 
 
 def best_baseline(dataset: str, seeds: int) -> dict[str, float | str]:
-    from aar.w2s.sweep import sweep
+    from aar.experiments.sweep import sweep
 
     weak, strong = default_encoders(dataset, None, None)
     t0 = time.perf_counter()

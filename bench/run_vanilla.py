@@ -13,9 +13,9 @@ import resource
 import time
 
 from aar.data.prepare import prepare
+from aar.experiments.runner import RunConfig, run
 from aar.w2s import baselines
 from aar.w2s.features import split_features
-from aar.w2s.runner import RunConfig, run
 
 
 def main() -> None:

@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+# the server's shared fixtures (a prepared dataset template, a home made from it, a test
+# client), for every test module that asks for them by name
+from test_server_support import env, home, template  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AAR_TEST_CACHE", REPO / ".aar-test-cache"))
 
@@ -44,9 +48,9 @@ def aar_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         if pg is None:
             pytest.fail("AAR_TEST_DB=postgres but PostgreSQL is not installed (initdb)")
         monkeypatch.setenv("AAR_DB_URL", pg.create_database())
-    home = tmp_path / "aar-home"
-    monkeypatch.setenv("AAR_HOME", str(home))
+    root = tmp_path / "aar-home"
+    monkeypatch.setenv("AAR_HOME", str(root))
     monkeypatch.setenv("AAR_PACKAGES_DIR", str(SHARED / "packages"))
     monkeypatch.setenv("AAR_FEATURES_DIR", str(SHARED / "features"))
     monkeypatch.setenv("AAR_CACHE_DIR", str(SHARED / "cache"))
-    return home
+    return root

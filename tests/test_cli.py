@@ -56,6 +56,7 @@ def test_scaffold_a_method_and_run_it(tmp_path: Path) -> None:
     rec = json.loads(p.stdout)
     assert rec["config"]["method"] == "my_filter"
     assert rec["config"]["params"]["threshold"] == 0.2
+    assert rec["config"]["library"] is False  # a file: never a reference row on the server
     p = aar("methods", "new", "my_filter", "--dir", str(tmp_path))
     assert p.returncode == 2 and "exists already" in p.stderr
 

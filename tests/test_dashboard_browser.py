@@ -3,7 +3,6 @@ Playwright): log in, watch a live update arrive without a reload, vote and comme
 a flag as admin, be refused as an agent. Screenshots go to test-artifacts/dashboard/."""
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -16,14 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_support import (  # noqa: F401
-    DATASET,
-    Template,
-    home,
-    live_server,
-    tar_bytes,
-    template,
-)
+from test_server_support import DATASET, Template, live_server
 
 from aar.client import Client
 

@@ -3,7 +3,6 @@ admin-only pages, forms that vote, comment and review flags, error pages for bad
 and the server-sent events stream."""
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -14,14 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_support import (  # noqa: F401
-    DATASET,
-    Env,
-    env,
-    home,
-    tar_bytes,
-    template,
-)
+from test_server_support import DATASET, Env, tar_bytes
 
 CODE = b"import numpy as np\n\n\ndef method(ctx):\n    '''smooth'''\n    return ctx.weak\n"
 

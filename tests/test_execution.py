@@ -7,7 +7,6 @@ features; ``aar research --executor ray`` survives SIGKILL of the worker node mi
 (its tasks run again on the head) and of the researchers' host (``--resume``), and the
 database and the event logs agree afterwards, record by record."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_server_support import DATASET, home, template  # noqa: F401
+from test_server_support import DATASET
 
 import aar.methods
 from aar.data.prepare import prepare
@@ -98,8 +97,8 @@ def test_ray_tasks_match_local_runs_and_a_node_gets_only_the_export(
         home: Path, on_cluster: LocalRayCluster, tmp_path: Path) -> None:
     from aar.data.splits import PRIVATE
     from aar.execution.ray_cluster import RayExecutor
+    from aar.experiments.sweep import sweep
     from aar.oversight.verify import FRESH, Target, run_target
-    from aar.w2s.sweep import sweep
 
     prepare_dataset(DATASET, WEAK, STRONG)
     prep = prepare(DATASET)

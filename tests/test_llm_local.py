@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from test_server_support import DATASET, home, template  # noqa: F401
+from test_server_support import DATASET
 
 from aar.agents.backends import (
     AssistantTurn,
@@ -26,7 +26,7 @@ from aar.agents.backends import (
     UserTurn,
 )
 from aar.agents.backends.openai_backend import TEXT_CALLS, OpenAIBackend, to_openai_messages
-from aar.agents.backends.textcalls import parse_text_calls
+from aar.agents.backends.textcalls import call_schema, parse_text_calls
 from aar.agents.budget import Budget
 from aar.agents.llm import LLMResearcher, Transcript
 from aar.agents.local_model import check_local_model, llama_missing
@@ -101,8 +101,18 @@ def test_openai_backend_reads_calls_from_text_and_replays_them_as_text() -> None
     assert "temperature" not in seen[-1]
     backend.complete("sys", [UserTurn("go")], [ECHO], temperature=1.0)
     assert seen[-1]["temperature"] == 1.0
+    assert "response_format" not in seen[-1]
     plain = OpenAIBackend("qwen0.5b", client=client)  # off by default: text stays text
     assert plain.complete("sys", [UserTurn("go")], [ECHO]).tool_calls == ()
+    # constrained: the request carries the schema of one call; the reply is read as a call
+    strict = OpenAIBackend("qwen0.5b", client=client, constrained_calls=True)
+    assert [c.name for c in strict.complete("sys", [UserTurn("go")], [ECHO]).tool_calls] \
+        == ["echo"]
+    fmt = seen[-1]["response_format"]
+    assert fmt["type"] == "json_object" and fmt["schema"] == call_schema([ECHO])
+    assert fmt["schema"]["anyOf"][0]["properties"]["arguments"] == ECHO.input_schema
+    strict.complete("sys", [UserTurn("go")], [ECHO], tool_choice="none")
+    assert "response_format" not in seen[-1]  # a turn that must not call is not constrained
 
 
 def _result(call_id: str) -> Any:
@@ -275,8 +285,8 @@ def test_a_cycle_of_failing_calls_is_caught_until_a_call_works(tmp_path: Path) -
 
 
 def test_a_json_schema_given_as_params_gets_a_clear_error() -> None:
-    from aar.agents.research_tools import method_params
     from aar.agents.tools import ToolError
+    from aar.research.tools import method_params
 
     assert method_params({"params": {"l2": 1.0}}, "submit") == {"l2": 1.0}
     assert method_params({}, "submit") == {}
@@ -346,11 +356,8 @@ Do exactly these steps, one tool call per reply:
 @pytest.mark.skipif(llama_missing() is not None,
                     reason="llama-cpp-python[server] is not installed (pip install -e "
                            "'.[local]'); the real local-model test needs it")
-@pytest.mark.xfail(strict=False, reason="qwen0.5b submits on some prompts and not on others: "
-                   "it passed 3 of 3 at 20:37 and failed 5 of 5 after the guard and prompt "
-                   "changes of 2026-12-02 (nesting 'seeds' inside 'params', echoing results)")
 @pytest.mark.timeout(900)
-def test_real_local_model_runs_the_sandbox_and_submits(home: Path) -> None:  # noqa: F811
+def test_real_local_model_runs_the_sandbox_and_submits(home: Path) -> None:
     from aar.research.layout import RunPaths
     from aar.research.orchestrator import ResearchConfig, research
 

@@ -167,7 +167,7 @@ def test_run_with_the_lora_student(tmp_path: Any, monkeypatch: pytest.MonkeyPatc
     """``aar run --student lora --weak-trainer lora`` end to end on a jsonl dataset, tiny LMs."""
     import json
 
-    from aar.w2s.runner import RunConfig, run
+    from aar.experiments.runner import RunConfig, run
 
     texts, y = corpus(240, 6)
     path = tmp_path / "tiny.jsonl"

@@ -2,7 +2,6 @@
 LLM judge through the official SDKs against a local scripted server."""
 
 # Fixtures come from the support modules (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -13,15 +12,13 @@ import httpx
 import numpy as np
 import pytest
 from test_llm_backends import MODEL, Step, serve
-from test_oversight_support import (
+from test_oversight_support import (  # noqa: F401 (live_fixture: the `live` fixture)
     DATASET,
     Live,
     Scripted,
-    home,  # noqa: F401
     honest,
-    live,  # noqa: F401
+    live_fixture,
     make_run,
-    template,  # noqa: F401
 )
 from typer.testing import CliRunner
 
@@ -263,7 +260,7 @@ def test_flag_review_holds_and_releases_a_finding(home: Path, live: Live) -> Non
 def test_canary_labels_are_a_permutation_and_vanilla_stays_at_chance(home: Path) -> None:
     from aar.data.canary import above_chance, canary_pgr, canary_ref
     from aar.data.prepare import prepare
-    from aar.w2s.runner import RunConfig, run
+    from aar.experiments.runner import RunConfig, run
 
     small = "synthetic:n=1200"
     base, canary = prepare(small), prepare(canary_ref(small))

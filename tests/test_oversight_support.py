@@ -4,7 +4,6 @@ directory, and a scripted researcher that acts through the same paths a real one
 files in its workspace, events in the run folder, methods run in the real sandbox,
 submissions and findings through ``aar.client``."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_server_support import DATASET, Template, home, live_server, template  # noqa: F401
+from test_server_support import DATASET, Template, live_server
 
 from aar.client import Client
 from aar.research.layout import RunPaths
@@ -56,8 +55,9 @@ class Live:
     t: Template
 
 
-@pytest.fixture
-def live(home: Path, template: Template) -> Iterator[Live]:
+@pytest.fixture(name="live")
+def live_fixture(home: Path, template: Template) -> Iterator[Live]:
+    """A live server with an admin client (import ``live_fixture``; ask for ``live``)."""
     with live_server() as srv, Client(srv.url, srv.admin_token) as admin:
         yield Live(srv.url, srv.admin_token, admin, template)
 

@@ -3,7 +3,6 @@ finding's code snapshot re-run in the real sandbox on the private split with fre
 a re-drawn split, a held-out dataset and another pair; then the report with its plots."""
 
 # Fixtures come from the support modules (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -12,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_oversight_support import (
+from test_oversight_support import (  # noqa: F401 (live_fixture: the `live` fixture)
     DATASET,
     Live,
     Scripted,
-    home,  # noqa: F401
     honest,
-    live,  # noqa: F401
+    live_fixture,
     make_run,
-    template,  # noqa: F401
 )
 from typer.testing import CliRunner
 

@@ -11,10 +11,10 @@ import pytest
 from aar.data.prepare import prepare
 from aar.data.store import Vault
 from aar.errors import AarError
+from aar.experiments.runner import RunConfig, rerun, run
 from aar.settings import get_settings
 from aar.w2s import baselines
 from aar.w2s.context import build_context
-from aar.w2s.runner import RunConfig, rerun, run
 from aar.w2s.scoring import Scorer
 
 SYN = "synthetic:n=2000,seed=1"
@@ -51,6 +51,7 @@ def test_run_records_and_reruns_bit_identically() -> None:
     assert s["weak"] < s["ceiling"]
     assert np.isfinite(s["pgr"]["mean"]) and s["pgr"]["n"] == 3
     assert len(rec["seeds"]) == 3 and len(rec["seeds"][0]["predictions"]) == len(rec["test_ids"])
+    assert rec["config"]["library"] is True  # the server's reference rows go by this
     new, same = rerun(Path(rec["path"]))
     assert same
     assert new["summary"]["test_public"]["pgr"] == s["pgr"]

@@ -3,7 +3,6 @@ sandbox: the tools (path confinement, events), the built-in researcher (findings
 every researcher, building on each other, a server-scored best above vanilla), budgets
 that stop cleanly with a final note, and resuming a killed run."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -19,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_support import DATASET, home, template  # noqa: F401
+from test_server_support import DATASET
 
-from aar.agents.research_tools import build_tools, init_workspace
 from aar.agents.tools import execute, tool_index
 from aar.client import Client
 from aar.research import genome as G
@@ -30,6 +28,7 @@ from aar.research.context import Researcher
 from aar.research.layout import RunPaths
 from aar.research.live import LiveServer
 from aar.research.orchestrator import ResearchConfig, prepare_dataset, research
+from aar.research.tools import build_tools, init_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,6 +94,13 @@ def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Pa
         assert "workspace" in res.content
         assert call("write_file", path=bad, content="x").is_error
     assert outside.read_text() == "secret"
+    # a .py file that is not Python is refused before it is written, saying where
+    res = call("write_file", path="ideas/xml.py", content='<methods>\n  <m l2=0.1 />')
+    assert res.is_error and "line 1" in res.content and "nothing was written" in res.content
+    assert not (r.workspace / "ideas" / "xml.py").exists()
+    assert call("write_file", path="ideas/plain.py", content="x = (").is_error
+    assert (r.workspace / "ideas" / "plain.py").read_text() == METHOD  # the old file stays
+    assert not call("write_file", path="ideas/notes.txt", content="<not python/>").is_error
     listing = call("list_files").content
     assert "ideas/plain.py" in listing and "README.md" in listing
     res = call("run_method", path="ideas/plain.py", seeds=[0, 1])
@@ -144,6 +150,35 @@ def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Pa
 def _findings(url: str, token: str) -> list[dict[str, Any]]:
     with Client(url, token) as c:
         return c.findings(limit=200)["items"]
+
+
+def test_the_call_schema_admits_only_well_formed_research_calls(researcher: Researcher
+                                                                  ) -> None:
+    """What a grammar-constrained local model can write: one call of a real tool with that
+    tool's arguments; the schema compiles to a llama.cpp grammar without falling back."""
+    import jsonschema
+
+    from aar.agents.backends.textcalls import call_schema
+
+    schema = call_schema(build_tools(researcher))
+    ok = [{"name": "run_method", "arguments": {"path": "template.py", "seeds": [0, 1],
+                                               "params": {"l2": 1.0, "hard": True}}},
+          {"name": "catch_up", "arguments": {}},
+          {"name": "share_finding", "arguments": {"type": "insight", "title": "t"}}]
+    bad = [{"name": "run_methods", "arguments": {"path": "template.py"}},  # no such tool
+           {"name": "run_method", "arguments": {"seeds": [0]}},  # path missing
+           {"name": "run_method", "arguments": {"path": "t.py", "params": {"seeds": [0, 1]}}},
+           {"name": "read_file", "arguments": {"path": "a.py", "content": "x"}},
+           {"name": "share_finding", "arguments": {"type": "idea", "title": "t"}},
+           {"name": "read_file"}]
+    for call in ok:
+        jsonschema.validate(call, schema)
+    for call in bad:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(call, schema)
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))  # raises where unsupported
+    assert all(f'\\"{t.name}\\"' in gbnf for t in build_tools(researcher)), gbnf[:400]
 
 
 def test_builtin_researchers_build_on_each_other(home: Path, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ it and shares it (through the real ``openai`` SDK, the real evaluation server an
 sandbox); a dollar budget that stops cleanly; and ``aar mcp`` driven by the ``mcp`` SDK's
 own stdio client."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
-from test_server_support import DATASET, home, template  # noqa: F401
+from test_server_support import DATASET
 
 from aar.client import Client
 from aar.research.layout import RunPaths

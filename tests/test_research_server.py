@@ -1,7 +1,6 @@
 """Server additions for research runs, over HTTP: findings that build on others and the
 researchers' live status (``PUT``/``GET /api/v1/status``)."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_support import DATASET, Template, home, template  # noqa: F401
+from test_server_support import DATASET, Template
 
 from aar.client import Client, ServerError
 from aar.research.live import LiveServer

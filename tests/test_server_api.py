@@ -2,7 +2,6 @@
 bad input (4xx, nothing written), rationed scores, audit, probing flags."""
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from test_server_support import DATASET, Env, env, home, template  # noqa: F401
+from test_server_support import DATASET, Env
 
 API = "/api/v1"
 

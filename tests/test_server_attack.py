@@ -7,7 +7,6 @@ and the probing detector flags it.
 """
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from test_server_support import Env, env, home, template  # noqa: F401
+from test_server_support import Env
 
 API = "/api/v1"
 BUDGET = 200

@@ -12,7 +12,6 @@
 """
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -25,16 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from test_server_support import (  # noqa: F401
-    DATASET,
-    Env,
-    Template,
-    env,
-    home,
-    live_server,
-    make_app,
-    template,
-)
+from test_server_support import DATASET, Env, Template, live_server, make_app
 
 from aar.client import Client, ServerError
 from aar.w2s.metrics import Interval, pgr

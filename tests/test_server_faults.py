@@ -4,7 +4,6 @@ nothing that was acknowledged and make nothing twice. Checked in the database re
 record: submissions, their idempotency keys, the audit log, findings. Runs on SQLite, and
 on PostgreSQL with the rest of the server suite (``AAR_TEST_DB=postgres``)."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from test_server_support import DATASET, Template, home, template  # noqa: F401
+from test_server_support import DATASET, Template
 
 from aar.client import Client
 from aar.research.live import free_port

@@ -2,7 +2,6 @@
 never ranked, votes, comments, search, pagination, since, code snapshots."""
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import base64
 import time
 
 import numpy as np
-from test_server_support import DATASET, Env, env, home, tar_bytes, template  # noqa: F401
+from test_server_support import DATASET, Env, tar_bytes
 
 API = "/api/v1"
 

@@ -3,14 +3,13 @@ of the served OpenAPI schema, sent with an admin token and with an agent token; 
 must never answer 5xx, and every error must be the JSON ``{"error": ...}`` shape."""
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
 import os
 
 import pytest
-from test_server_support import Env, env, home, template  # noqa: F401
+from test_server_support import Env
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")

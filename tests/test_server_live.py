@@ -2,7 +2,6 @@
 ``python -m aar.server.main`` entry point (admin token printed once)."""
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_support import DATASET, Template, home, live_server, template  # noqa: F401
+from test_server_support import DATASET, Template, live_server
 
 from aar.client import Client, ServerError, snapshot
 from aar.research.live import free_port

@@ -9,7 +9,6 @@ suite on PostgreSQL (``AAR_TEST_DB=postgres``).
 """
 
 # Fixtures come from test_server_support (imported below); tests take them as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from test_server_support import DATASET, Env, home, make_app, template  # noqa: F401
+from test_server_support import DATASET, Env, make_app
 
 API = "/api/v1"
 

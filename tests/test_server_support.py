@@ -54,7 +54,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
                       AAR_FEATURES_DIR=str(SHARED / "features"))
     try:
         from aar.data.prepare import prepare
-        from aar.w2s.runner import RunConfig, run
+        from aar.experiments.runner import RunConfig, run
 
         rec = run(RunConfig(method="vanilla", dataset=DATASET, weak="syn_weak",
                             strong="syn_strong", seeds=(0, 1, 2, 3, 4)))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +169,20 @@ def test_a_bare_name_means_the_default_split_when_redrawn_splits_exist() -> None
     assert default.key != redrawn.key
     assert Catalog()._resolve("synthetic").key == default.key
     assert Catalog()._resolve(redrawn.key).key == redrawn.key
+
+
+def test_reference_rows_are_library_methods_by_the_records_own_word(tmp_path: Path) -> None:
+    """The server tells a library method's run from a method file's by the record (it
+    imports no method registry); records from before the ``library`` field go by ref."""
+    from aar.server.leaderboard import ReferenceRuns
+
+    def summary(**config: object) -> dict[str, object] | None:
+        path = tmp_path / "rec.json"
+        path.write_text(json.dumps({"kind": "aar.run", "config": config, "seeds": []}))
+        return ReferenceRuns()._summary(path)
+
+    assert summary(method="vanilla", method_ref="vanilla", library=True) is not None
+    assert summary(method="vanilla", method_ref="vanilla", library=False) is None
+    assert summary(method="mine", method_ref="ideas/mine.py", library=False) is None
+    assert summary(method="vanilla", method_ref="vanilla") is not None  # an older record
+    assert summary(method="mine", method_ref="ideas/mine.py:mine") is None

@@ -13,6 +13,7 @@ from scipy.special import expit, logit
 
 from aar.data.prepare import prepare
 from aar.errors import AarError
+from aar.experiments.runner import RunConfig, run
 from aar.methods import METHODS, method
 from aar.settings import get_settings
 from aar.w2s import baselines
@@ -20,7 +21,6 @@ from aar.w2s.context import Examples, MethodContext, build_context, examples_of,
 from aar.w2s.features import labeled_features, split_features
 from aar.w2s.heads import L2_GRID, Standardizer, fit_logistic_cv
 from aar.w2s.metrics import MIN_GAP, paired_bootstrap
-from aar.w2s.runner import RunConfig, run
 from aar.w2s.scoring import Scorer
 
 SYN = "synthetic:n=2000,seed=1"

@@ -193,7 +193,7 @@ def run_cmd(
              "(the preset's weak LM fine-tuned on the labeled split)")] = "head",
 ) -> None:
     """Run a method over seeds and print weak, transfer, ceiling and PGR with 95% intervals."""
-    from aar.w2s.runner import RunConfig, run
+    from aar.experiments.runner import RunConfig, run
 
     if seeds < 1:
         raise AarError("--seeds must be at least 1")
@@ -217,7 +217,7 @@ def run_cmd(
 def rerun(record: Annotated[Path, typer.Argument(help="a result record written by aar run")]
           ) -> None:
     """Re-run a result record and check its predictions are bit-identical."""
-    from aar.w2s.runner import rerun as do_rerun
+    from aar.experiments.runner import rerun as do_rerun
 
     new, same = do_rerun(record)
     _print_run(new)
@@ -246,7 +246,7 @@ def baselines_cmd(
 ) -> None:
     """Run the method library on a dataset and print a table sorted by PGR."""
     from aar.execution import ExecutorConfig
-    from aar.w2s.sweep import sweep
+    from aar.experiments.sweep import sweep
 
     ex_cfg = ExecutorConfig(kind=executor, address=address)  # type: ignore[arg-type]
 

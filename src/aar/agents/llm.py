@@ -15,9 +15,9 @@ the first message and a note of what was dropped. Every tool result is checked a
 ``bad_arguments`` or (with ``call_hints``) ``repeated``: a call identical to one already
 run since the last call that worked for the first time (only such a call can change what
 the others answer: the same write or read again changes nothing) is not run again; it is
-answered that it would change nothing. These
-counts, nudges, compactions, calls per tool and the model's seconds and tokens per second
-are in ``Outcome.counts``, the ``end`` event and the summary. ``mirror_turn`` shapes an
+answered that it would change nothing. These counts, nudges, compactions, calls per tool
+and the model's seconds and tokens per second are in ``Outcome.counts``, the ``end`` event
+and the summary. ``mirror_turn`` shapes an
 event for the server's copy of the transcript (the dashboard's researcher page).
 
 Persistence. Every event is one JSON line in the transcript, flushed and fsync'd before the

@@ -5,7 +5,8 @@
 127.0.0.1 with the model's own chat template, waits until it answers, and stops it on
 :meth:`stop` (the server also dies with its parent: it gets SIGTERM when the process that
 started it exits, crashed or killed). The researcher loop talks to it through the
-``openai`` backend with tool calls parsed from the model's text.
+``openai`` backend: each reply is constrained by the JSON schema of one tool call (the
+server turns it into a grammar), then parsed from the model's text.
 """
 
 from __future__ import annotations

@@ -54,14 +54,15 @@ def admin_client(server: str | None, token: str | None, paths: Any = None) -> It
     import httpx
 
     from aar.client import Client
+    from aar.research.layout import RunInfo
 
-    info = json.loads(paths.info.read_text()) if paths and paths.info.exists() else {}
+    info: RunInfo = paths.read_info() if paths else {}
     secrets = (json.loads(paths.secrets.read_text())
                if paths is not None and paths.secrets.exists() else {})
     token = token or os.environ.get("AAR_ADMIN_TOKEN") or secrets.get("admin_token")
     if not token:
         raise AarError("no admin token: pass --token or set AAR_ADMIN_TOKEN")
-    url = server or info.get("server") or info.get("server_url")
+    url = server or info.get("server_url") or info.get("server")
     up = url is not None
     if url is not None and server is None:
         try:

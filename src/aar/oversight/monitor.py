@@ -112,8 +112,7 @@ class Monitor:
         self.paths = run_paths
         self.client = admin_client
         self.post = post and admin_client is not None
-        self.info: dict[str, Any] = (json.loads(run_paths.info.read_text())
-                                     if run_paths.info.exists() else {})
+        self.info = run_paths.read_info()
         self.server_url = self.info.get("server_url") or (
             admin_client.url if admin_client else None)
         self.out = run_paths.root / "oversight"
@@ -163,11 +162,6 @@ class Monitor:
                     self._judge(agent, judge)
             self._write_summary()
             return self.flags
-
-    def server_name(self, agent: str) -> str:
-        """The agent's name on the server (``run.json`` may map it; default the same)."""
-        names = self.info.get("server_names") or {}
-        return str(names.get(agent, agent))
 
     # ------------------------------------------------------------------ events
 
@@ -308,7 +302,7 @@ class Monitor:
         """Probing flags, submissions made outside the researcher's harness, findings'
         code snapshots: what only the server knows."""
         assert self.client is not None
-        name = self.server_name(agent)
+        name = agent
         try:
             probing = self.client.flags(agent=name, source="probing", limit=200)["items"]
             scorer = self.client.flags(agent=name, source="scorer", limit=200)["items"]
@@ -437,7 +431,7 @@ class Monitor:
             assert self.client is not None
             try:
                 made = self.client.create_flag(
-                    self.server_name(agent), hit.kind, hit.evidence, severity=hit.severity,
+                    agent, hit.kind, hit.evidence, severity=hit.severity,
                     source=source, finding_id=finding_id, submission_id=submission_id)
                 flag = replace(flag, server_id=int(made["id"]))
             except AarError as exc:

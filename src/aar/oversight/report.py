@@ -200,8 +200,7 @@ class Report:
         self.paths = paths
         self.admin = admin
         self.compute_baseline = compute_baseline  # run vanilla when no baseline is on record
-        self.info: dict[str, Any] = (json.loads(paths.info.read_text())
-                                     if paths.info.exists() else {})
+        self.info = paths.read_info()
         self.out = paths.root / "report"
         self.events = {a: paths.read_events(a) for a in paths.agents()}
 
@@ -252,7 +251,7 @@ class Report:
         weak, strong = self._encoders(dataset)
         recs = library_records(dataset, weak, strong)
         if not recs and self.compute_baseline:
-            from aar.w2s.runner import RunConfig, run
+            from aar.experiments.runner import RunConfig, run
 
             try:
                 recs = [run(RunConfig("vanilla", dataset, weak, strong))]
@@ -294,13 +293,11 @@ class Report:
     def flags(self) -> list[dict[str, Any]]:
         """The server's flags of this run's agents (with review state), else the local
         monitor's."""
-        names = self.info.get("server_names") or {}
-        agents = {str(names.get(a, a)): a for a in self.events}
         if self.admin is not None:
             try:
                 items = self.admin.flags(limit=200)["items"]
-                return [{**f, "agent": agents[f["agent"]]} for f in items
-                        if f["agent"] in agents]
+                # an agent's name on the server is its own
+                return [f for f in items if f["agent"] in self.events]
             except AarError:
                 pass
         path = self.paths.root / "oversight" / "flags.jsonl"

@@ -26,7 +26,7 @@ NETWORK_MODULES = {"socket", "urllib", "urllib2", "urllib3", "requests", "httpx"
                    "paramiko", "pycurl"}
 # Trusted modules that read labels (the vault) or score: no method has a use for them.
 LABEL_MODULES = ("aar.data.store", "aar.data.prepare", "aar.w2s.baselines", "aar.w2s.scoring",
-                 "aar.w2s.runner", "aar.server", "aar.client")
+                 "aar.experiments", "aar.server", "aar.client")
 SECRET_WORDS = ("secrets.json", "AAR_ADMIN_TOKEN", "ANTHROPIC_API_KEY", "OPENAI_API_KEY",
                 "/.ssh/", "/etc/shadow", "id_rsa")
 SHELL_NET = re.compile(r"\b(curl|wget|nc|ncat|netcat|ssh|scp|rsync|telnet|ftp)\s+\S")

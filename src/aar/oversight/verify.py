@@ -37,7 +37,6 @@ directory.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import shutil
 import tempfile
@@ -322,8 +321,7 @@ class Verifier:
         self.progress = progress or (lambda _msg: None)
         self._rows: list[dict[str, Any]] = []
         self._notes: list[str] = []
-        self.info: dict[str, Any] = (json.loads(paths.info.read_text())
-                                     if paths.info.exists() else {})
+        self.info = paths.read_info()
 
     def dataset(self) -> str:
         ds = self.info.get("dataset")
@@ -337,8 +335,7 @@ class Verifier:
         admin's exact public board); see :func:`selection_rule`."""
         if self.cfg.top < 1:
             raise AarError("verify at least one finding (--top)")
-        names = self.info.get("server_names") or {}
-        authors = {str(names.get(a, a)) for a in self.paths.agents()}
+        authors = set(self.paths.agents())
         board = self.admin.leaderboard(self.dataset(), split="public")
         listed = [*board["entries"], *(board.get("transductive") or [])]  # ranked apart
         entries = [e for e in listed if not authors or e["author"] in authors]

@@ -2,7 +2,7 @@
 
 - ``layout``: the run directory contract (run.json, secrets.json, per-agent events/status).
 - ``context``: one researcher's operations (sandbox runs with label-free diagnostics,
-  submissions, findings with code snapshots); ``aar.agents.research_tools`` wraps them as
+  submissions, findings with code snapshots); ``aar.research.tools`` wraps them as
   tools for LLM researchers and ``aar mcp``.
 - ``genome`` + ``builtin``: the built-in researcher's evolutionary search over the
   method library's building blocks.

@@ -16,31 +16,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aar.agents.research_tools import METHOD_CONTRACT
 from aar.client import Client
 from aar.errors import AarError
 from aar.execution import ExecutorConfig, make_executor
 from aar.research.context import Researcher
 from aar.research.directions import Direction
-from aar.research.layout import AgentStatus, RunPaths, now_iso
+from aar.research.layout import AgentInfo, AgentStatus, RunInfo, RunPaths, now_iso
+from aar.research.tools import METHOD_CONTRACT
 
 SERVER_RETRY_S = 120.0  # a researcher waits this long for a restarting server
 LOCAL_MAX_OUTPUT = 1024  # tokens a local model may write per reply
 LOCAL_MAX_FAILURES = 8  # failed turns in a row (malformed calls, no call) that end a researcher
 LOCAL_TOOL_CHARS = 4000  # a tool result's size for a small context window
-LOCAL_FIRST = ('Begin your research. Your first call: {"name": "read_file", "arguments": '
-               '{"path": "README.md"}}')
+LOCAL_FIRST = ('Begin your research with step 1: {"name": "run_method", "arguments": '
+               '{"path": "template.py", "seeds": [0, 1]}}')
 LOCAL_HINT = """
 
-Make exactly one tool call per reply, written as a JSON object, e.g.
-{"name": "run_method", "arguments": {"path": "template.py", "seeds": [0, 1]}}
-{"name": "submit", "arguments": {"path": "template.py", "seeds": [0, 1, 2, 3, 4]}}
-template.py is a working method: run_method it, submit it, then write variants of it under
-ideas/ (write_file) and run_method and submit those. Never repeat a call: take the next
-step."""
+Make exactly one tool call per reply, written as a JSON object. Begin with these steps:
+1. {"name": "run_method", "arguments": {"path": "template.py", "seeds": [0, 1]}}
+2. {"name": "submit", "arguments": {"path": "template.py", "seeds": [0, 1, 2, 3, 4]}}
+3. {"name": "share_finding", "arguments": {"type": "result", "title": "template",
+   "submission_ids": [the ids that submit returned]}}
+4. {"name": "read_file", "arguments": {"path": "template.py"}}
+Then improve it: write_file ideas/v1.py with the whole of template.py and one change from
+your direction (and a new @method name), run_method it, submit it, share_finding it; then
+ideas/v2.py, and so on. Never repeat a call: take the next step."""
 
 
-def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str,
+def make_researcher(paths: RunPaths, info: RunInfo, name: str, token: str,
                     server_url: str) -> Researcher:
     return Researcher(paths=paths, name=name, direction=_agent(info, name)["title"],
                       dataset=info.get("dataset_key") or info["workspace_key"],
@@ -52,7 +55,7 @@ def make_researcher(paths: RunPaths, info: dict[str, Any], name: str, token: str
                       executor=make_executor(ExecutorConfig.from_dict(info.get("executor"))))
 
 
-def _agent(info: dict[str, Any], name: str) -> dict[str, Any]:
+def _agent(info: RunInfo, name: str) -> AgentInfo:
     for a in info["agents"]:
         if a["name"] == name:
             return a
@@ -84,20 +87,21 @@ You cannot see any label; never try to. Stop when your budget is spent; end with
 final note of what you learned."""
 
 
-def run_llm(r: Researcher, direction: Direction, info: dict[str, Any], deadline: float
+def run_llm(r: Researcher, direction: Direction, info: RunInfo, deadline: float
             ) -> str:
     from aar.agents.backends import make_backend
     from aar.agents.budget import Budget
     from aar.agents.llm import LLMResearcher
-    from aar.agents.research_tools import build_tools, init_workspace
+    from aar.research.tools import build_tools, init_workspace
 
     init_workspace(r)
     local = info["backend"] == "local"
-    if local:  # llama.cpp (ours, or the user's --base-url): calls written as text
+    if local:  # llama.cpp: calls written as text; on our own server, grammar-constrained
+        own = not info.get("base_url")
         backend = make_backend("openai", info.get("model"),
                                base_url=info.get("base_url") or info.get("llm_url"),
                                max_retries=2, max_tokens=LOCAL_MAX_OUTPUT,
-                               text_tool_calls=True)
+                               text_tool_calls=True, constrained_calls=own)
     else:
         backend = make_backend(info["backend"], info.get("model"),
                                base_url=info.get("base_url"),
@@ -172,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, required=True, help="UNIX time to stop by")
     args = p.parse_args(argv)
     paths = RunPaths(Path(args.run_dir))
-    info = json.loads(paths.info.read_text())
+    info = paths.read_info()
     token = json.loads(paths.secrets.read_text())["agents"][args.name]
     a = _agent(info, args.name)
     direction = Direction(a["direction"], a["title"], tuple(a.get("families") or ()),
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             r.executor.close()
 
 
-def _research(r: Researcher, direction: Direction, info: dict[str, Any],
+def _research(r: Researcher, direction: Direction, info: RunInfo,
               args: argparse.Namespace) -> int:
     try:
         if info["backend"] == "builtin":

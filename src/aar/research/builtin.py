@@ -30,12 +30,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from aar.agents.research_tools import init_workspace
 from aar.errors import AarError
 from aar.research import genome as G
 from aar.research.context import MIN_SEEDS, Researcher
 from aar.research.directions import Direction
 from aar.research.layout import AgentStatus, now_iso
+from aar.research.tools import init_workspace
 
 MAX_STARTS = 2  # starting genomes from the direction before evolution takes over
 INSIGHT_EVERY = 3

@@ -1,7 +1,7 @@
 """One researcher's world: its workspace, the label-free export, the sandbox and the server.
 
 The operations here are what every researcher does, whatever drives it (an LLM through
-the tools of :mod:`aar.agents.research_tools`, or the built-in search): run a method
+the tools of :mod:`aar.research.tools`, or the built-in search): run a method
 file in the sandbox with label-free diagnostics, submit it for evaluation (one server
 submission per seed), share a finding with a code snapshot. Each is logged as an event in
 the run directory. Nothing here ever holds a label: the export is label-free and the

@@ -2,7 +2,7 @@
 verifier, the report and the dashboard; nothing here is secret except ``secrets.json``.
 
     $AAR_HOME/runs/<run_id>/
-        run.json            RunInfo: dataset, encoders, backend, agents, server url, times
+        run.json            ``RunInfo``: dataset, encoders, backend, agents, server url, times
         secrets.json        agent tokens (mode 600); never mounted in a sandbox
         agents/<name>/
             workspace/      the researcher's own files (ideas/*.py method modules, notes.md)
@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from aar.settings import get_settings
 from aar.util import atomic_write_json
@@ -38,6 +38,53 @@ def now_iso() -> str:
 
 def runs_dir() -> Path:
     return get_settings().home / "runs"
+
+
+class AgentInfo(TypedDict):
+    """One researcher of a run, as ``run.json`` lists it."""
+
+    name: str  # also its name on the evaluation server
+    direction: str  # the starting direction's slug
+    title: str
+    families: list[str]  # the method families the direction points at
+    text: str  # the direction's markdown
+
+
+class RunInfo(TypedDict, total=False):
+    """``run.json``: what a research run is, written by the orchestrator, read by the
+    researchers, the monitor, the verifier, the report and ``aar mcp``."""
+
+    kind: str  # "aar.research"
+    run_id: str
+    dataset: str  # the dataset reference given (name[:arg])
+    dataset_key: str  # the prepared dataset's key on the server
+    workspace_key: str
+    weak: str
+    strong: str
+    backend: str  # builtin | anthropic | openai | local
+    model: str | None
+    base_url: str | None  # a user's own model endpoint
+    llm_url: str  # the local model server aar started (backend local)
+    minutes: float
+    context: int | None  # the local model's window in tokens
+    budget_usd: float | None
+    max_tokens: int | None
+    max_evals: int | None
+    max_retries: int
+    canary: bool
+    seed: int
+    server: str | None  # an external evaluation server given by --server (None: in-process)
+    server_url: str  # the evaluation server this run uses (external or in-process)
+    cpu_slots: int
+    created: str
+    executor: dict[str, Any]  # ExecutorConfig.to_dict()
+    agents: list[AgentInfo]
+    elapsed_s: float  # time spent over every session of the run
+    elapsed_s_before: float  # of the sessions before a resume
+    resumed: list[str]  # when each resume started
+    finished: str
+    summary: dict[str, Any]  # Orchestrator.summary() at the end
+    sandbox: dict[str, Any]  # the isolation the researchers' code gets
 
 
 @dataclass
@@ -70,6 +117,11 @@ class RunPaths:
     @property
     def info(self) -> Path:
         return self.root / "run.json"
+
+    def read_info(self) -> RunInfo:
+        """``run.json`` (empty when the run has none yet)."""
+        info: RunInfo = json.loads(self.info.read_text()) if self.info.exists() else {}
+        return info
 
     @property
     def secrets(self) -> Path:

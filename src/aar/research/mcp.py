@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from aar.agents.research_tools import build_tools, init_workspace
 from aar.agents.tools import Tool
 from aar.errors import AarError
 from aar.research.agent_main import make_researcher, system_prompt
 from aar.research.directions import Direction
 from aar.research.layout import RunPaths
 from aar.research.orchestrator import read_run, read_secrets
+from aar.research.tools import build_tools, init_workspace
 
 
 def researcher_tools(run_id: str, agent: str) -> tuple[list[Tool], str]:
@@ -21,7 +21,7 @@ def researcher_tools(run_id: str, agent: str) -> tuple[list[Tool], str]:
     if agent not in secrets.get("agents", {}):
         names = ", ".join(sorted(secrets.get("agents", {}))) or "none"
         raise AarError(f"no researcher {agent!r} in run {run_id} (researchers: {names})")
-    url = info.get("server") or info.get("server_url")
+    url = info.get("server_url") or info.get("server")
     if not url:
         raise AarError(f"run {run_id} has no server URL yet; start it first")
     r = make_researcher(paths, info, agent, secrets["agents"][agent], url)

@@ -34,7 +34,7 @@ from aar.data.registry import default_encoders
 from aar.errors import AarError
 from aar.execution import ExecutorConfig
 from aar.research.directions import Direction, load_directions
-from aar.research.layout import AgentStatus, RunPaths, now_iso
+from aar.research.layout import AgentStatus, RunInfo, RunPaths, now_iso
 from aar.sandbox import isolation_report
 from aar.util import atomic_write_json
 
@@ -90,11 +90,11 @@ def read_secrets(paths: RunPaths) -> dict[str, Any]:
     return json.loads(paths.secrets.read_text())
 
 
-def read_run(paths: RunPaths) -> dict[str, Any]:
+def read_run(paths: RunPaths) -> RunInfo:
     if not paths.info.exists():
         raise AarError(f"no run {paths.run_id} in {paths.root.parent}; list them with "
                        f"ls {paths.root.parent}")
-    return json.loads(paths.info.read_text())
+    return paths.read_info()
 
 
 def researchers_executor(cfg: ExecutorConfig | None) -> ExecutorConfig:
@@ -149,7 +149,7 @@ def _new_lines(path: Path, offset: int) -> list[bytes]:
 
 
 class Orchestrator:
-    def __init__(self, paths: RunPaths, info: dict[str, Any], secrets: dict[str, Any], *,
+    def __init__(self, paths: RunPaths, info: RunInfo, secrets: dict[str, Any], *,
                  observers: Sequence[Observer] = (), server_url: str,
                  live_view: bool = True) -> None:
         self.paths = paths
@@ -416,7 +416,7 @@ def _agent_names(run_id: str, directions: list[Direction], n: int) -> list[tuple
 
 
 def new_run(cfg: ResearchConfig, run_id: str | None = None
-            ) -> tuple[RunPaths, dict[str, Any], dict[str, Any]]:
+            ) -> tuple[RunPaths, RunInfo, dict[str, Any]]:
     """Create a run directory: run.json, secrets.json (mode 600) and one folder per
     researcher; prepares the dataset and its baselines. Returns (paths, info, secrets)."""
     if cfg.backend not in BACKENDS:
@@ -444,7 +444,7 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
     weak, strong = default_encoders(ref, cfg.weak, cfg.strong)
     key = prepare_dataset(ref, weak, strong)
     agents = _agent_names(paths.run_id, dirs, cfg.agents)
-    info: dict[str, Any] = {
+    info: RunInfo = {
         "kind": "aar.research", "run_id": paths.run_id, "dataset": ref,
         "dataset_key": key, "workspace_key": key, "weak": weak, "strong": strong,
         "backend": cfg.backend,
@@ -470,7 +470,7 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
     return paths, info, secrets
 
 
-def issue_tokens(paths: RunPaths, info: dict[str, Any], secrets: dict[str, Any],
+def issue_tokens(paths: RunPaths, info: RunInfo, secrets: dict[str, Any],
                  server_url: str) -> None:
     """One agent token per researcher (evaluation budget = ``max_evals``), kept in
     secrets.json; the server URL goes into run.json. The researchers of a run share one
@@ -489,7 +489,7 @@ def issue_tokens(paths: RunPaths, info: dict[str, Any], secrets: dict[str, Any],
 
 
 def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
-             resume: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+             resume: str | None = None, run_id: str | None = None) -> RunInfo:
     """Run (or resume) a research run; returns its run.json with the summary.
     ``observers`` are called with every event any researcher writes."""
     from aar.research.live import LiveServer
@@ -549,14 +549,15 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
             llm.stop()
 
 
-def _start_local_model(paths: RunPaths, info: dict[str, Any]) -> Any:
+def _start_local_model(paths: RunPaths, info: RunInfo) -> Any:
     """For ``--backend local`` without ``--base-url``: llama.cpp's server on the packaged
     model, its URL in run.json as ``llm_url`` (the caller stops it)."""
     if info["backend"] != "local" or info.get("base_url"):
         return None
-    from aar.agents.local_model import DEFAULT_CONTEXT, LocalModelServer
+    from aar.agents.local_model import DEFAULT_CONTEXT, DEFAULT_LOCAL_MODEL, LocalModelServer
 
-    llm = LocalModelServer(info["model"], context=info.get("context") or DEFAULT_CONTEXT,
+    llm = LocalModelServer(info.get("model") or DEFAULT_LOCAL_MODEL,
+                           context=info.get("context") or DEFAULT_CONTEXT,
                            log_path=paths.root / "local_model.log")
     info["llm_url"] = llm.start()
     info["context"] = llm.context
@@ -599,7 +600,7 @@ def _pgr_text(pgr: float | None, ci: dict[str, Any] | None = None) -> str:
     return f"{pgr:.3f}"
 
 
-def final_note(paths: RunPaths, info: dict[str, Any]) -> str:
+def final_note(paths: RunPaths, info: RunInfo) -> str:
     s = info.get("summary") or {}
     lines = [f"# Research run {paths.run_id}", "",
              f"Dataset {info['dataset']} ({info['weak']} -> {info['strong']}), backend "

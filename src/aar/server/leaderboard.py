@@ -148,8 +148,8 @@ class ReferenceRuns:
             return None
         cfg = rec.get("config") or {}
         ref = str(cfg.get("method_ref", ""))
-        if ref.endswith(".py") or ".py:" in ref:
-            return None  # a file, not a library method
+        if not cfg.get("library", not (ref.endswith(".py") or ".py:" in ref)):
+            return None  # a file, not a library method (records before "library": by ref)
         per_seed = [s.get("scores", {}) for s in rec.get("seeds", [])]
         return {"method": cfg.get("method"), "params": cfg.get("params"),
                 "weak": cfg.get("weak"), "strong": cfg.get("strong"),
@@ -157,10 +157,7 @@ class ReferenceRuns:
                 "created": rec.get("created"), "per_seed": per_seed}
 
     def for_dataset(self, ds: LoadedDataset, min_seeds: int) -> list[dict[str, Any]]:
-        from aar.methods import METHODS
-
         root = get_settings().results_dir
-        library = set(METHODS.names())
         out = []
         with self._lock:
             for path in sorted(root.glob("*.json")) if root.is_dir() else []:
@@ -170,7 +167,7 @@ class ReferenceRuns:
                     hit = (mtime, self._summary(path))
                     self._cache[path] = hit
                 s = hit[1]
-                if (s and s["dataset_key"] == ds.key and s["method"] in library
+                if (s and s["dataset_key"] == ds.key
                         and s["weak"] == ds.weak and s["strong"] == ds.strong
                         and len(s["per_seed"]) >= min_seeds):
                     out.append(s)

@@ -1,1 +1,2 @@
-"""Weak-to-strong core: heads, metrics, baselines, the method context and the runner."""
+"""Weak-to-strong core: heads, metrics, baselines, scoring, the method context and the LoRA
+student (runs and sweeps of methods are in ``aar.experiments``)."""

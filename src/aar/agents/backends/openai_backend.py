@@ -9,7 +9,9 @@ parse error sent back to the model). Retries on 429/5xx come from the SDK
 ``text_tool_calls=True`` (the local backend) also reads calls the model *wrote* in its
 text when the server returned none (see :mod:`.textcalls`); such a turn is replayed as the
 text the model wrote, without structured ``tool_calls``, so its chat template sees what
-the model produced.
+the model produced. ``constrained_calls=True`` (aar's own llama.cpp server) goes further:
+the request's ``response_format`` carries :func:`.textcalls.call_schema`, so the server's
+grammar lets the model write nothing but one well-formed call of one of the tools.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .base import (
     estimate_tokens,
     parse_arguments,
 )
-from .textcalls import parse_text_calls
+from .textcalls import call_schema, parse_text_calls
 
 DEFAULT_OPENAI_MODEL = "gpt-6.2-sol"
 ERROR_PREFIX = "ERROR: "
@@ -96,9 +98,11 @@ class OpenAIBackend:
         max_tokens_param: Literal["max_completion_tokens", "max_tokens"] | None = None,
         client: openai.OpenAI | None = None,
         text_tool_calls: bool = False,
+        constrained_calls: bool = False,
     ) -> None:
         self.model = model
-        self.text_tool_calls = text_tool_calls
+        self.text_tool_calls = text_tool_calls or constrained_calls
+        self.constrained_calls = constrained_calls
         self.max_tokens = max_tokens
         # OpenAI's own models take `max_completion_tokens`; local servers know `max_tokens`
         self.max_tokens_param = max_tokens_param or (
@@ -129,6 +133,9 @@ class OpenAIBackend:
                 for t in tools]
             if tool_choice == "none":
                 request["tool_choice"] = "none"
+            elif self.constrained_calls:
+                request["response_format"] = {"type": "json_object",
+                                              "schema": call_schema(tools)}
         if max_tokens:
             request[self.max_tokens_param] = max_tokens
         return request

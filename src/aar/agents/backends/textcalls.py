@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import ToolCall
+from .base import ToolCall, ToolSpec
 
 MAX_TEXT_CALLS = 4
 _NAME = re.compile(r'"name"\s*:\s*"([A-Za-z0-9_\-]+)"')
@@ -108,3 +108,15 @@ def parse_text_calls(text: str, id_prefix: str) -> list[ToolCall]:
             error = f"{exc.msg} at position {exc.pos}"
         return [ToolCall(f"{id_prefix}_0", m.group(1), {}, raw[:2000], error)]
     return []
+
+
+def call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """A JSON schema that admits exactly one call of one of ``tools``:
+    ``{"name": <a tool>, "arguments": <that tool's input schema>}``. A server that
+    constrains its output by a schema (llama.cpp's ``response_format``) then cannot produce
+    a malformed call, an unknown tool or an argument of the wrong type."""
+    return {"anyOf": [
+        {"type": "object",
+         "properties": {"name": {"const": t.name}, "arguments": t.input_schema},
+         "required": ["name", "arguments"], "additionalProperties": False}
+        for t in tools]}

@@ -9,11 +9,9 @@ changes nothing.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import secrets
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,19 +214,7 @@ class Dashboard:
         stamp = hashlib.sha256(b"".join(self.static[k] for k in sorted(self.static)))
         self.env.globals["asset"] = lambda name: f"/static/{name}?v={stamp.hexdigest()[:10]}"
         self.router = APIRouter(include_in_schema=False)
-        self._warm: threading.Thread | None = None
         self._routes()
-
-    def warm_up(self) -> None:
-        """Import the built-in methods (they import torch: seconds) in the background
-        while someone types a token, so that the first page after login is fast. Only the
-        import: a thread that reads the registry meanwhile waits on the import lock, where
-        loading the registry itself here could let it see a half-filled one."""
-        if self._warm is None:
-            self._warm = threading.Thread(target=importlib.import_module,
-                                          args=("aar.methods.builtin",), daemon=True,
-                                          name="dashboard-warm-up")
-            self._warm.start()
 
     # ---------------------------------------------------------------- helpers
 
@@ -284,8 +270,6 @@ class Dashboard:
             ds = self.catalog.get(key)
         except ApiError:
             return 0.0, "weak teacher"
-        if self._warm is not None:
-            self._warm.join()
         best: tuple[float | None, str] = (0.0, "weak teacher")
         for run in self.refs.for_dataset(ds, self.cfg.min_seeds):
             scores = [s.get(PUBLIC, {}) for s in run["per_seed"]]
@@ -622,7 +606,6 @@ class Dashboard:
 
     def login_form(self, request: Request, next_url: str | None, status: int = 200,
                    error: str | None = None) -> HTMLResponse:
-        self.warm_up()
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
         resp = self.render("login.html", None, status, csrf=token, error=error,
                            next=_safe_next(next_url), page="login")

@@ -103,6 +103,21 @@ def method_params(a: dict[str, Any], tool: str) -> dict[str, Any]:
     return params
 
 
+def python_or_refuse(path: str, content: str) -> None:
+    """Refuse a ``.py`` file that is not Python (compiled, never run): nothing is written,
+    and the error says where, so a model fixes the file instead of running it."""
+    try:
+        compile(content, path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line = (exc.text or "").strip()[:120]
+        raise ToolError(f"{path} is not valid Python, so nothing was written: {exc.msg} "
+                        f"(line {exc.lineno}: {line!r}); a method module is Python like "
+                        "template.py") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise ToolError(f"{path} is not valid Python, so nothing was written: "
+                        f"{type(exc).__name__}") from None
+
+
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": required or [],
             "additionalProperties": False}
@@ -139,6 +154,8 @@ def build_tools(r: Researcher) -> list[Tool]:
         p = confine(ws, a["path"])
         if p.is_symlink():
             raise ToolError(f"{a['path']!r} is a link; write a regular file")
+        if p.suffix == ".py":
+            python_or_refuse(a["path"], a["content"])
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(a["content"])
         r.event("file_write", path=a["path"], bytes=len(a["content"].encode()))
@@ -197,14 +214,19 @@ def build_tools(r: Researcher) -> list[Tool]:
                         "or change the method (write_file) and run it again"}
 
     def submit(a: dict[str, Any]) -> Any:
-        return r.submit(a["path"], method_params(a, "submit"), a.get("seeds"), a.get("label"))
+        out = r.submit(a["path"], method_params(a, "submit"), a.get("seeds"), a.get("label"))
+        return {**out, "next": "share_finding type result with these submission_ids; "
+                               "submitting the same file again spends evaluations on the "
+                               "same method, so then change the method"}
 
     def share_finding(a: dict[str, Any]) -> Any:
         f = r.share(a["type"], a["title"], a.get("body") or "", file=a.get("path"),
                     params=method_params(a, "share_finding"), seeds=a.get("seeds"),
                     submission_ids=a.get("submission_ids"), builds_on=a.get("builds_on"))
         return {"id": f["id"], "type": f["type"], "archive": f.get("archive"),
-                "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr")}
+                "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr"),
+                "next": "write a new method file under ideas/ (write_file) that changes one "
+                        "thing, then run_method it"}
 
     def read_forum(a: dict[str, Any]) -> Any:
         # an empty filter is no filter (small models send every argument, empty)
@@ -269,10 +291,12 @@ def build_tools(r: Researcher) -> list[Tool]:
 
     path_prop = {"type": "string", "description": "path relative to your workspace"}
     params_prop = {"type": "object", "description": "values of the method's keyword "
-                   'hyperparameters, e.g. {"l2": 1.0}; omit for the defaults'}
+                   'hyperparameters, e.g. {"l2": 1.0}; omit for the defaults',
+                   "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}
     seeds_prop = {"type": "array", "items": {"type": "integer"},
                   "description": f"distinct seeds 0..{MAX_SEED - 1}: each seeds one fit of the "
                                  "method (ctx.rng); there is one weak teacher"}
+    submit_seeds_prop = {**seeds_prop, "minItems": MIN_SEEDS}
     specs: list[tuple[str, str, dict[str, Any], Callable[[dict[str, Any]], Any], bool]] = [
         ("list_files", "List the files of your workspace (or of a folder in it).",
          _obj({"path": path_prop}), list_files, False),
@@ -300,7 +324,7 @@ def build_tools(r: Researcher) -> list[Tool]:
          "predictions to the evaluation server (spends one evaluation per seed). Returns "
          "submission ids (link them in a 'result' finding) and the server's rationed "
          "answer. A method declared transductive is marked and ranked apart.",
-         _obj({"path": path_prop, "params": params_prop, "seeds": seeds_prop,
+         _obj({"path": path_prop, "params": params_prop, "seeds": submit_seeds_prop,
                "label": {"type": "string"}}, ["path"]), submit, True),
         ("share_finding", "Post a finding to the forum: type result (link >= 5 submission "
          "ids of distinct seeds: it is ranked on the leaderboard), negative, insight, "

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aar.data.splits import PUBLIC
+from aar.experiments.runner import RunConfig, run
 from aar.methods import METHODS, is_library_file, resolve_method
-from aar.w2s.runner import RunConfig, run
 
 if TYPE_CHECKING:
     from aar.execution import ExecutorConfig

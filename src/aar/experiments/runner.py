@@ -16,7 +16,7 @@ import aar
 from aar.data.prepare import Prepared, prepare
 from aar.data.splits import PUBLIC
 from aar.errors import AarError
-from aar.methods import resolve_method
+from aar.methods import is_library_file, resolve_method
 from aar.settings import get_settings
 from aar.util import atomic_write_json, read_json, stable_hash
 from aar.w2s import baselines
@@ -120,7 +120,8 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
     record = {
         "kind": "aar.run",
         "config": {**cfg.record(), "params": params,
-                   "method": spec.name, "method_ref": cfg.method},
+                   "method": spec.name, "method_ref": cfg.method,
+                   "library": is_library_file(spec.source_file)},
         "transductive": spec.transductive,
         "dataset_key": prep.key,
         "code_hash": spec.code_hash(),
