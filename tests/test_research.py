@@ -107,6 +107,10 @@ def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Pa
     assert not res.is_error, res.content
     out = json.loads(res.content)
     assert out["seeds"] == [0, 1] and out["transductive"] is False
+    assert '{"name": "submit", "arguments": {"path": "ideas/plain.py"' in out["next"]
+    tuned = json.loads(call("run_method", path="ideas/plain.py", seeds=[0],
+                            params={"l2": 2.0}).content)
+    assert '"params": {"l2": 2.0}' in tuned["next"]  # the call to submit what was run
     diag = out["diagnostics"]
     assert 0.6 < diag["agreement_with_weak"] <= 1.0
     assert 0 < diag["positive_rate"] < 1
@@ -130,8 +134,11 @@ def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Pa
     assert "def plain" in full["code"]
     assert full["claimed_metrics"]["submission_ids"] == ids
     assert full["claimed_metrics"]["weak"] == "syn_weak"
+    # The same code, params and seeds again: refused, nothing spent.
+    again = call("submit", path="ideas/plain.py", seeds=[4, 3, 2, 1, 0])
+    assert again.is_error and "already submitted" in again.content and r.evals_used == 5
     # The evaluation budget of 5 is spent: the next submit is refused before running.
-    refused = call("submit", path="ideas/plain.py")
+    refused = call("submit", path="ideas/plain.py", seeds=[5, 6, 7, 8, 9])
     assert refused.is_error and "budget" in refused.content
     board = json.loads(call("leaderboard").content)
     shown = board["entries"] + board["transductive"] + board["held"]  # held: flagged

@@ -7,8 +7,9 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,6 +19,9 @@ from aar.data.registry import TESTBED
 from aar.data.splits import PUBLIC
 from aar.errors import AarError
 from aar.util import make_console
+
+if TYPE_CHECKING:
+    from aar.experiments.runner import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Automated alignment researchers for weak-to-strong supervision.")
@@ -138,11 +142,11 @@ def interval(cell: dict[str, Any]) -> str:
     return f"{mean:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]"
 
 
-def pgr_text(summary: dict[str, Any]) -> str:
+def pgr_text(summary: Mapping[str, Any]) -> str:
     return interval(summary["pgr"]) if summary.get("gap_ok") else "gap too small"
 
 
-def _print_run(rec: dict[str, Any]) -> None:
+def _print_run(rec: RunRecord) -> None:
     s = rec["summary"][PUBLIC]
     cfg = rec["config"]
     kind = ", transductive" if rec.get("transductive") else ""
@@ -166,7 +170,7 @@ def _print_run(rec: dict[str, Any]) -> None:
     console.print(f"record: {rec['path']}")
 
 
-def _brief(rec: dict[str, Any]) -> dict[str, Any]:
+def _brief(rec: RunRecord) -> dict[str, Any]:
     return {k: rec[k] for k in ("run_id", "config", "transductive", "dataset_key", "code_hash",
                                 "summary", "warning", "seconds", "path")}
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -24,7 +24,34 @@ from aar.w2s.context import Examples, examples_of, fit_predict
 from aar.w2s.features import split_features
 from aar.w2s.lora import TARGET_MODULES, LoraConfig, LoraStudent, question_for
 from aar.w2s.metrics import MIN_GAP, gap_warning
-from aar.w2s.scoring import Scorer
+from aar.w2s.scoring import Scorer, SplitSummary
+
+
+class SeedRecord(TypedDict):
+    seed: int
+    seconds: float
+    scores: dict[str, dict[str, float]]  # per test half: accuracy, auroc, pgr
+    predictions: list[float]  # P(y=1) per test id, in ``test_ids`` order
+
+
+class RunRecord(TypedDict):
+    """What ``run`` returns and writes to ``$AAR_HOME/results/<run_id>.json``."""
+
+    kind: str  # "aar.run"
+    config: dict[str, Any]  # RunConfig.record() + params, method, method_ref, library
+    transductive: bool
+    dataset_key: str
+    code_hash: str
+    aar_version: str
+    python: str
+    created: str
+    seconds: float
+    test_ids: list[str]
+    summary: dict[str, SplitSummary]  # per test half
+    warning: str | None
+    seeds: list[SeedRecord]
+    run_id: str
+    path: NotRequired[str]  # where it was written (not in the file itself)
 
 
 @dataclass(frozen=True)
@@ -82,7 +109,7 @@ def lora_config(values: dict[str, Any]) -> LoraConfig:
         raise AarError(f"bad LoRA config: {exc}") from None
 
 
-def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> RunRecord:
     """Run ``cfg`` and return its record (also written under ``$AAR_HOME/results``)."""
     spec = resolve_method(cfg.method)
     params = spec.resolve_params(cfg.params)
@@ -100,7 +127,7 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
         scorer = Scorer.of(prep, cfg.weak, cfg.strong)
         baselines.student_l2(prep, cfg.weak, cfg.strong)
         examples = examples_of(prep.workspace, cfg.weak, cfg.strong)
-    per_seed = []
+    per_seed: list[SeedRecord] = []
     t_all = time.perf_counter()
     for seed in cfg.seeds:
         if progress:
@@ -117,11 +144,11 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
         })
     summary = scorer.summary(np.array([r["predictions"] for r in per_seed]))
     weak_acc, ceil_acc = scorer.fixed[PUBLIC]
-    record = {
+    config = {**cfg.record(), "params": params, "method": spec.name, "method_ref": cfg.method,
+              "library": is_library_file(spec.source_file)}
+    record: RunRecord = {
         "kind": "aar.run",
-        "config": {**cfg.record(), "params": params,
-                   "method": spec.name, "method_ref": cfg.method,
-                   "library": is_library_file(spec.source_file)},
+        "config": config,
         "transductive": spec.transductive,
         "dataset_key": prep.key,
         "code_hash": spec.code_hash(),
@@ -136,16 +163,15 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> dict[s
             f"gap too small: the interval of ceiling - weak reaches below {MIN_GAP}, so "
             "PGR is not reported"),
         "seeds": per_seed,
+        "run_id": f"{spec.name}-{prep.name}-{stable_hash(config, 8)}-{int(time.time())}",
     }
-    run_id = f"{spec.name}-{prep.name}-{stable_hash(record['config'], 8)}-{int(time.time())}"
-    record["run_id"] = run_id
-    path = get_settings().results_dir / f"{run_id}.json"
+    path = get_settings().results_dir / f"{record['run_id']}.json"
     atomic_write_json(path, record)
     record["path"] = str(path)
     return record
 
 
-def rerun(path: Path) -> tuple[dict[str, Any], bool]:
+def rerun(path: Path) -> tuple[RunRecord, bool]:
     """Re-run a record's config; returns the new record and whether every prediction is
     bit-identical to the stored one."""
     if not path.is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +19,11 @@ if TYPE_CHECKING:
     from aar.execution import ExecutorConfig
 
 
-def weak_agreement(record: dict[str, Any], weak_test: np.ndarray) -> float:
-    """Mean agreement of a method's hard test predictions with the weak teacher's."""
-    agree = [np.mean((np.asarray(s["predictions"]) >= 0.5) == (weak_test >= 0.5))
-             for s in record["seeds"]]
+def weak_agreement(predictions: Sequence[Sequence[float]] | np.ndarray,
+                   weak_test: np.ndarray) -> float:
+    """Mean agreement of a method's hard test predictions (one row per seed) with the weak
+    teacher's."""
+    agree = [np.mean((np.asarray(row) >= 0.5) == (weak_test >= 0.5)) for row in predictions]
     return float(np.mean(agree))
 
 
@@ -38,7 +39,7 @@ def _row(ref: str, dataset: str, weak: str, strong: str,
         "method": rec["config"]["method"], "transductive": rec["transductive"],
         "pgr": s["pgr"], "gap_ok": s["gap_ok"], "accuracy": s["accuracy"],
         "auroc": s["auroc"], "weak": s["weak"], "ceiling": s["ceiling"],
-        "weak_agreement": weak_agreement(rec, weak_test),
+        "weak_agreement": weak_agreement([s["predictions"] for s in rec["seeds"]], weak_test),
         "seconds": rec["seconds"], "record": rec["path"],
     }
 
@@ -87,8 +88,7 @@ def _cluster_rows(
                 "method": spec.name, "transductive": spec.transductive, "pgr": s["pgr"],
                 "gap_ok": s["gap_ok"], "accuracy": s["accuracy"], "auroc": s["auroc"],
                 "weak": s["weak"], "ceiling": s["ceiling"],
-                "weak_agreement": weak_agreement(
-                    {"seeds": [{"predictions": p} for p in preds]}, weak_test),
+                "weak_agreement": weak_agreement(preds, weak_test),
                 "seconds": time.perf_counter() - t0, "record": None})
             if on_done:
                 on_done(name, rows[-1])

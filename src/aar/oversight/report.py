@@ -20,6 +20,7 @@ import json
 import math
 import re
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -113,7 +114,7 @@ class BaselineLine:
     run_id: str | None = None
 
     @classmethod
-    def of(cls, record: dict[str, Any]) -> BaselineLine:
+    def of(cls, record: Mapping[str, Any]) -> BaselineLine:
         summ = (record.get("summary") or {}).get(PUBLIC) or {}
         pgr = summ.get("pgr") or {}
         ok = bool(summ.get("gap_ok", True))
@@ -249,7 +250,7 @@ class Report:
         if not dataset:
             return BaselineLine("weak teacher", 0.0)
         weak, strong = self._encoders(dataset)
-        recs = library_records(dataset, weak, strong)
+        recs: list[Mapping[str, Any]] = [*library_records(dataset, weak, strong)]
         if not recs and self.compute_baseline:
             from aar.experiments.runner import RunConfig, run
 

@@ -37,7 +37,10 @@ Make exactly one tool call per reply, written as a JSON object. Begin with these
 2. {"name": "submit", "arguments": {"path": "template.py", "seeds": [0, 1, 2, 3, 4]}}
 3. {"name": "share_finding", "arguments": {"type": "result", "title": "template",
    "submission_ids": [the ids that submit returned]}}
-4. {"name": "read_file", "arguments": {"path": "template.py"}}
+4. {"name": "run_method", "arguments": {"path": "template.py", "seeds": [0, 1],
+   "params": {"threshold": 0.2}}}
+   (params are the method's keyword hyperparameters: try other values, submit the best)
+5. {"name": "read_file", "arguments": {"path": "template.py"}}
 Then improve it: write_file ideas/v1.py with the whole of template.py and one change from
 your direction (and a new @method name), run_method it, submit it, share_finding it; then
 ideas/v2.py, and so on. Never repeat a call: take the next step."""

@@ -9,6 +9,7 @@ leaderboard and notes. Every call is logged as a ``tool_call`` event in the run 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -206,18 +207,33 @@ def build_tools(r: Researcher) -> list[Tool]:
     def run_method(a: dict[str, Any]) -> Any:
         seeds = check_seeds(list(a.get("seeds") or [0, 1]))
         path = confine(ws, a["path"], must_exist=True)
-        preds, diag = r.run_method(a["path"], seeds, method_params(a, "run_method"))
+        params = method_params(a, "run_method")
+        preds, diag = r.run_method(a["path"], seeds, params)
+        call = {"name": "submit", "arguments": {
+            "path": a["path"], **({"params": params} if params else {}),
+            "seeds": list(range(MIN_SEEDS))}}
         return {"seeds": seeds, "n_test": int(preds.shape[1]),
                 "transductive": declared_transductive(path), "diagnostics": diag,
                 "note": "label-free: agreement with the weak teacher is not accuracy",
-                "next": f"submit {a['path']} with >= {MIN_SEEDS} seeds to have it scored, "
-                        "or change the method (write_file) and run it again"}
+                "next": f"to have it scored: {json.dumps(call)}; or change the method "
+                        "(its params, or its code with write_file) and run it again"}
+
+    submitted: dict[str, list[int]] = {}  # (code, params, seeds) -> submission ids
 
     def submit(a: dict[str, Any]) -> Any:
-        out = r.submit(a["path"], method_params(a, "submit"), a.get("seeds"), a.get("label"))
+        params = method_params(a, "submit")
+        code = confine(ws, a["path"], must_exist=True).read_bytes()
+        seeds = sorted(a.get("seeds") or range(MIN_SEEDS))
+        key = json.dumps([hashlib.sha256(code).hexdigest(), params, seeds], sort_keys=True,
+                         default=str)
+        if key in submitted:
+            raise ToolError(f"already submitted as {submitted[key]}: the same code, params "
+                            "and seeds; nothing was spent. Change the params or the code")
+        out = r.submit(a["path"], params, a.get("seeds"), a.get("label"))
+        submitted[key] = out["submission_ids"]
         return {**out, "next": "share_finding type result with these submission_ids; "
-                               "submitting the same file again spends evaluations on the "
-                               "same method, so then change the method"}
+                               "submitting the same file and params again spends "
+                               "evaluations on the same method: change its params or code"}
 
     def share_finding(a: dict[str, Any]) -> Any:
         f = r.share(a["type"], a["title"], a.get("body") or "", file=a.get("path"),
@@ -225,8 +241,8 @@ def build_tools(r: Researcher) -> list[Tool]:
                     submission_ids=a.get("submission_ids"), builds_on=a.get("builds_on"))
         return {"id": f["id"], "type": f["type"], "archive": f.get("archive"),
                 "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr"),
-                "next": "write a new method file under ideas/ (write_file) that changes one "
-                        "thing, then run_method it"}
+                "next": "run_method with other params, or write a new method file under "
+                        "ideas/ (write_file) that changes one thing, then run_method it"}
 
     def read_forum(a: dict[str, Any]) -> Any:
         # an empty filter is no filter (small models send every argument, empty)

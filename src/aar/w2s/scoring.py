@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypedDict
 
 import numpy as np
 
@@ -14,6 +15,23 @@ from aar.errors import AarError
 from aar.w2s.metrics import PairedBootstrap, auroc, estimate, paired_bootstrap, pgr
 
 SPLITS = (PUBLIC, PRIVATE)
+
+
+class SplitSummary(TypedDict):
+    """One test half of a run's summary (``Scorer.summary``); each interval is a dict of
+    ``mean``, ``low``, ``high``, ``ci95``, ``n`` (``auroc``: ``mean``, ``ci95``, ``se``,
+    ``n``, over seeds)."""
+
+    weak: float
+    ceiling: float
+    weak_ci: dict[str, float]
+    ceiling_ci: dict[str, float]
+    gap: dict[str, float]
+    gap_ok: bool  # the gap's interval clears MIN_GAP: PGR is reported
+    accuracy: dict[str, float]
+    pgr: dict[str, float]
+    auroc: dict[str, float]
+    above_ceiling: bool  # a result to review, not to celebrate
 
 
 @dataclass(frozen=True)
@@ -116,11 +134,11 @@ class Scorer:
                                 self.correct(self.weak_probs, split),
                                 self.correct(self.ceiling_probs, split))
 
-    def summary(self, rows: np.ndarray) -> dict[str, dict[str, object]]:
+    def summary(self, rows: np.ndarray) -> dict[str, SplitSummary]:
         """Per test half: baselines, gap, transfer accuracy, PGR (paired-bootstrap
         intervals), AUROC over seeds, and whether the result sits above the ceiling's
         interval (a result to review, not to celebrate)."""
-        out: dict[str, dict[str, object]] = {}
+        out: dict[str, SplitSummary] = {}
         for s in SPLITS:
             b = self.bootstrap(rows, s)
             aucs = [auroc(r[self.index[s]], self.labels[s]) for r in np.atleast_2d(rows)]
