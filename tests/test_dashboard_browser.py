@@ -58,9 +58,9 @@ def live(home: Path, template: Template, tmp_path: Path) -> Iterator[Live]:
     with live_server() as srv:
         url, admin_token = srv.url, srv.admin_token
         with Client(url, admin_token) as admin:
-            alice_t = admin.create_token("alice")["token"]
-            bob_t = admin.create_token("bob")["token"]
-            carol_t = admin.create_token("carol")["token"]
+            alice_t = admin.create_token("alice").token
+            bob_t = admin.create_token("bob").token
+            carol_t = admin.create_token("carol").token
             alice, bob, carol = Client(url, alice_t), Client(url, bob_t), Client(url, carol_t)
             alice.put_status(run_id="run1", state="running", direction="kNN label smoothing",
                              evals=5, usd=1.25, tokens=42_000)
@@ -75,7 +75,7 @@ def live(home: Path, template: Template, tmp_path: Path) -> Iterator[Live]:
                            usd=0.5, tokens=9_000)
             carol.put_status(run_id="run1", state="stopped", direction="self-training",
                              reason="budget: 10 evaluations used")
-            subs = [alice.evaluate(DATASET, p, seed=s, method="knn")["id"]
+            subs = [alice.evaluate(DATASET, p, seed=s, method="knn").id
                     for s, p in enumerate(template.preds)]
             code = tmp_path / "code"
             code.mkdir()
@@ -85,12 +85,12 @@ def live(home: Path, template: Template, tmp_path: Path) -> Iterator[Live]:
                                    code=code)
             g = bob._call("POST", "/findings", json={
                 "type": "insight", "title": "smoothing then filtering",
-                "body": "Builds on alice's.", "builds_on": [f["id"]]})
+                "body": "Builds on alice's.", "builds_on": [f.id]})
             flag = admin._call("POST", "/admin/flags", json={
                 "agent": "bob", "kind": "vault_read", "severity": "high",
                 "finding_id": g["id"],
                 "evidence": "tool call 7: read_file('../../vault/labels.npy')"})
-        yield Live(url, admin_token, alice_t, bob_t, f["id"], g["id"], flag["id"], template)
+        yield Live(url, admin_token, alice_t, bob_t, f.id, g["id"], flag["id"], template)
 
 
 def shot(page: Any, name: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_support import DATASET, Env, tar_bytes
+from test_server_support import DATASET, Env, live_server, tar_bytes
 
 CODE = b"import numpy as np\n\n\ndef method(ctx):\n    '''smooth'''\n    return ctx.weak\n"
 
@@ -316,32 +316,87 @@ def test_charts_are_plain_svg_with_escaped_labels() -> None:
 
 
 def test_admins_see_verification_tables_agents_do_not(site: Site) -> None:
+    """``aar verify`` posts its table (``POST /admin/verifications``); the dashboard shows
+    the posted tables, never a file of a run folder."""
     import json
     import os
 
-    run = Path(os.environ["AAR_HOME"]) / "runs" / "run-7"
-    run.mkdir(parents=True)
     cell = {"mean": 0.41, "ci95": 0.05, "n": 3}
-    (run / "verify.json").write_text(json.dumps({
+    table = {
         "run": "run-7", "dataset": DATASET, "t": "2026-12-01T18:00:00+00:00", "rows": [
             {"finding": site.result, "title": "kNN smoothing", "author": "alice",
              "cells": {"public (seen)": cell, "held-out math": {**cell, "mean": 0.12},
                        "re-split": {"error": "timeout"},
                        "private (unbiased)": {"mean": 0.8, "low": 0.7, "high": 0.91},
                        "pair l3->minilm": {"mean": None, "status": "gap too small"}},
-             "reproduces": False, "gap": 0.29},
-            {"finding": 99, "error": "finding 99 has no code snapshot to re-run"}]}))
-    (run.parent / "broken").mkdir()
-    (run.parent / "broken" / "verify.json").write_text("{not json")
+             "reproduces": False, "gap": 0.29, "seeds_fresh": [5, 6, 7]},
+            {"finding": 99, "error": "finding 99 has no code snapshot to re-run"}]}
     c = site.env.client
+    admin = {"Authorization": f"Bearer {site.admin_token}"}
+    url = "/api/v1/admin/verifications"
+    # A table left in a run folder is not read.
+    run = Path(os.environ["AAR_HOME"]) / "runs" / "run-file"
+    run.mkdir(parents=True)
+    (run / "verify.json").write_text(json.dumps({**table, "run": "run-file"}))
+    # Admins only; an invalid table is refused whole.
+    assert c.post(url, json=table).status_code == 401
+    r = c.post(url, json=table, headers={"Authorization": f"Bearer {site.bob}"})
+    assert r.status_code == 403
+    for bad, field in [({**table, "rows": [{"title": "no finding"}]}, "rows.0.finding"),
+                       ({**table, "run": ""}, "run"), ({**table, "surprise": 1}, "surprise"),
+                       ({k: v for k, v in table.items() if k != "dataset"}, "dataset"),
+                       ({**table, "rows": [{"finding": 1, "cells": {"x": {"mean": "hi"}}}]},
+                        "rows.0.cells.x.mean")]:
+        r = c.post(url, json=bad, headers=admin)
+        assert r.status_code == 422 and field in r.json()["error"], (field, r.text)
+    login(c, site.admin_token)
+    assert "Verification" not in c.get("/leaderboard").text
+    c.cookies.clear()
+    r = c.post(url, json={**table, "rows": []}, headers=admin)
+    assert r.status_code == 201 and r.json()["rows"] == 0, r.text
+    r = c.post(url, json=table, headers=admin)  # the run's newer table replaces it
+    assert r.status_code == 200 and r.json()["replaced"] and r.json()["rows"] == 2
     login(c, site.admin_token)
     page = c.get("/leaderboard").text
     assert "Verification · run run-7" in page and "held-out math" in page
     assert "0.12 ± 0.05" in page and ">NO<" in page and "no code snapshot" in page
     assert "0.80 [0.70, 0.91]" in page and "gap too small" in page
+    assert "run-file" not in page
     c.cookies.clear()
     login(c, site.bob)
     assert "Verification" not in c.get("/leaderboard").text
+
+
+def test_aar_verify_posts_its_table_to_the_runs_server(site: Site) -> None:
+    """The Verifier writes verify.json and posts the same table through its admin client
+    (after every step, so a long verification shows on the dashboard as it goes); a
+    server that refuses it costs the table nothing."""
+    import json
+    import os
+
+    from aar.client import Client
+    from aar.oversight.verify import Verifier
+    from aar.research.layout import RunPaths
+
+    paths = RunPaths(Path(os.environ["AAR_HOME"]) / "runs" / "run-v")
+    paths.root.mkdir(parents=True)
+    paths.info.write_text(json.dumps({"dataset": DATASET}))
+    said: list[str] = []
+    with live_server() as srv, Client(srv.url, srv.admin_token) as admin:
+        partial = {"finding": site.result, "partial": True,
+                   "cells": {"fresh seeds": {"mean": 0.33, "low": 0.2, "high": float("nan"),
+                                             "per_seed": [0.3, float("nan")]}}}
+        result = Verifier(paths, admin, progress=said.append)._save(partial)
+        with Client(srv.url, site.bob) as agent:
+            Verifier(paths, agent, progress=said.append)._save()
+    assert result["run"] == "run-v" and result["rows"] == [partial]
+    assert (paths.root / "verify.json").exists()  # the file stays the run's record
+    assert len(said) == 1 and "not posted" in said[0] and "403" in said[0]
+    c = site.env.client
+    login(c, site.admin_token)
+    page = c.get("/leaderboard").text
+    assert "Verification · run run-v" in page and "fresh seeds" in page
+    assert "0.33" in page
 
 
 def test_a_researchers_page_shows_its_costs_findings_and_transcript(site: Site) -> None:

@@ -167,22 +167,22 @@ def check_records(run_id: str, *, exact: bool = True) -> dict[str, int]:
         events = paths.read_events(name)
         acked: list[int] = []
         for e in events:
-            if e["kind"] == "evaluation":
-                for sid, seed in zip(e["submission_ids"], e["seeds"], strict=True):
+            if e.kind == "evaluation":
+                for sid, seed in zip(e.submission_ids, e.seeds, strict=True):
                     row = subs[sid]
                     assert (row.agent_id, row.seed, row.method) == (
-                        agent_of[name], seed, e["method"]), (sid, e)
+                        agent_of[name], seed, e.method), (sid, e)
                     acked.append(sid)
         assert len(acked) == len(set(acked)), "a submission acknowledged twice"
         mine = {i for i, r in subs.items() if r.agent_id == agent_of.get(name)}
         assert set(acked) <= mine
         extra = mine - set(acked)
         assert not extra if exact else len(extra) <= 5, extra  # a lost answer: one batch
-        fids = [e["finding_id"] for e in events if e["kind"] == "finding"]
+        fids = [e.finding_id for e in events if e.kind == "finding"]
         assert len(fids) == len(set(fids)), "a finding posted twice"
-        for e in (e for e in events if e["kind"] == "finding"):
-            f = finds[e["finding_id"]]
-            assert (f.agent_id, f.type, f.title) == (agent_of[name], e["type"], e["title"])
+        for e in (e for e in events if e.kind == "finding"):
+            f = finds[e.finding_id]
+            assert (f.agent_id, f.type, f.title) == (agent_of[name], e.type, e.title)
         f_mine = {i for i, r in finds.items() if r.agent_id == agent_of.get(name)}
         assert set(fids) <= f_mine and (len(f_mine - set(fids)) <= (0 if exact else 1))
         pop = paths.agent_dir(name) / "population.jsonl"
@@ -201,8 +201,8 @@ def _research_cmd(*args: str) -> list[str]:
 
 def _sandbox_nodes(run_id: str) -> list[tuple[str, list[str]]]:
     paths = RunPaths.of(run_id)
-    return [(e["t"], e.get("nodes") or []) for n in paths.agents()
-            for e in paths.read_events(n) if e["kind"] == "sandbox_run" and e["ok"]]
+    return [(e.t, e.nodes or []) for n in paths.agents()
+            for e in paths.read_events(n) if e.kind == "sandbox_run" and e.ok]
 
 
 def test_killed_researcher_host_resumes_on_the_cluster(
@@ -233,8 +233,8 @@ def test_killed_researcher_host_resumes_on_the_cluster(
     after = check_records(run_id, exact=False)
     assert after["submissions"] > before["submissions"] and after["extra"] == before["extra"]
     name = pop.parent.name
-    starts = [e for e in RunPaths.of(run_id).read_events(name) if e["kind"] == "start"]
-    assert len(starts) == 2 and starts[1]["resumed"] is True
+    starts = [e for e in RunPaths.of(run_id).read_events(name) if e.kind == "start"]
+    assert len(starts) == 2 and starts[1].resumed is True
     assert all(nodes for _, nodes in _sandbox_nodes(run_id))  # every run went to Ray
 
 
@@ -269,12 +269,12 @@ def test_research_on_two_nodes_survives_losing_the_worker_node(
     assert counts["submissions"] == 30 and counts["findings"] >= 6  # 2 x 15 evaluations
     paths = RunPaths.of(run_id)
     failed = [e for n in paths.agents() for e in paths.read_events(n)
-              if e["kind"] == "sandbox_run" and not e["ok"]]
+              if e.kind == "sandbox_run" and not e.ok]
     assert not failed, failed  # the lost node's task ran again elsewhere
     nodes = {x for _, ns in _sandbox_nodes(run_id) for x in ns}
     assert len(nodes) == 2  # both nodes worked before the worker died
     info: dict[str, Any] = json.loads(paths.info.read_text())
     assert info["executor"]["kind"] == "ray"
     for n in paths.agents():
-        stop = [e for e in paths.read_events(n) if e["kind"] == "stop"][-1]
-        assert stop["reason"] == "budget:evals", stop
+        stop = [e for e in paths.read_events(n) if e.kind == "stop"][-1]
+        assert stop.reason == "budget:evals", stop

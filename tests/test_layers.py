@@ -17,7 +17,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "aar"
 
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(names.split()) for names in (
-    "errors settings util registry",  # foundations: no aar imports but each other
+    "errors settings util registry contracts",  # foundations: no aar imports but each other
     "data",  # datasets, packages, splits, the vault and workspace stores
     "models",  # encoders, the feature cache, causal LMs
     "w2s",  # the W2S core: method context, heads, baselines, scoring, LoRA student

@@ -371,14 +371,14 @@ def test_real_local_model_runs_the_sandbox_and_submits(home: Path) -> None:
     name = info["agents"][0]["name"]
     paths = RunPaths.of("local")
     events = paths.read_events(name)
-    calls = [e for e in events if e["kind"] == "tool_call"]
-    kinds = [e["kind"] for e in events]
-    print(f"real local model: {took:.0f} s, calls {[c['tool'] for c in calls]}")
-    assert "sandbox_run" in kinds or any(c["tool"] == "run_method" and c["ok"] for c in calls)
-    assert any(c["tool"] == "submit" and c["ok"] for c in calls), calls
+    calls = [e for e in events if e.kind == "tool_call"]
+    kinds = [e.kind for e in events]
+    print(f"real local model: {took:.0f} s, calls {[c.tool for c in calls]}")
+    assert "sandbox_run" in kinds or any(c.tool == "run_method" and c.ok for c in calls)
+    assert any(c.tool == "submit" and c.ok for c in calls), calls
     assert paths.read_status(name) is not None and paths.read_status(name).evals >= 5
-    stop = [e for e in events if e["kind"] == "stop"][-1]
-    stats = stop.get("stats") or next(e for e in reversed(events) if e["kind"] == "llm_stats")
+    stop = [e for e in events if e.kind == "stop"][-1]
+    stats = stop.stats or next(e for e in reversed(events) if e.kind == "llm_stats").payload()
     assert stats["calls"] >= 2 and stats["output_tokens_per_s"] > 0
-    assert stop.get("usd", 0.0) == 0.0
+    assert (stop.usd or 0.0) == 0.0
     assert not (paths.root / "local_model.log").read_text().count("Traceback")

@@ -85,7 +85,7 @@ def test_execute_never_raises() -> None:
         raise ToolError("file not found: x.py")
 
     ok = execute(echo_tool(), "echo", {"path": "p"})
-    assert (ok.content, ok.is_error, ok.charged_eval) == ("p", False, False)
+    assert (ok.content, ok.is_error, ok.evals) == ("p", False, 0)
     bad = execute(echo_tool(), "echo", {})
     assert bad.is_error and "invalid arguments for echo" in bad.content
     crashed = execute(Tool("c", "", {"type": "object"}, crash), "c", {})
@@ -97,10 +97,16 @@ def test_execute_never_raises() -> None:
     parse = execute(echo_tool(), "echo", {}, parse_error="Expecting value at position 0")
     assert parse.is_error and "not valid JSON" in parse.content
     evals = execute(echo_tool(counts_as_eval=True), "echo", {"path": "p"})
-    assert evals.charged_eval
+    assert evals.evals == 1  # a result that lists no submissions: one evaluation
+    five = execute(Tool("s", "", {"type": "object"}, lambda a: {"submission_ids": [1, 2, 3, 4, 5]},  # type: ignore[arg-type,return-value]
+                        counts_as_eval=True), "s", {})
+    assert five.evals == 5  # one evaluation per submission (seed) the server scored
+    as_text = execute(Tool("s", "", {"type": "object"}, lambda a: '{"submission_ids": [7, 8]}',
+                           counts_as_eval=True), "s", {})
+    assert as_text.evals == 2
     failed_eval = execute(Tool("u", "", {"type": "object"}, user_error, counts_as_eval=True),
                           "u", {})
-    assert not failed_eval.charged_eval  # a failed submission spends no evaluation
+    assert failed_eval.evals == 0  # a failed submission spends no evaluation
     as_json = execute(Tool("j", "", {"type": "object"}, lambda a: {"x": 1}), "j", {})  # type: ignore[arg-type,return-value]
     assert as_json.content == '{"x": 1}'
 
@@ -382,14 +388,18 @@ def test_replay_rebuilds_conversation_and_usage() -> None:
                         {"id": "b", "name": "s", "arguments": {}}]},
         {"type": "tool_start", "call_id": "a", "seconds": 5},
         {"type": "tool_result", "call_id": "a", "name": "s", "content": "ok",
-         "charged_eval": True, "seconds": 9},
+         "evals": 5, "seconds": 9},
         {"type": "end", "reason": "x", "seconds": 12.5},
     ]
     state = replay(evs)
     assert [type(m).__name__ for m in state.messages] == ["UserTurn", "AssistantTurn"]
     assert state.pending is not None and set(state.done_results) == {"a"}
-    assert state.usage.usd == 0.5 and state.usage.evals == 1 and state.usage.seconds == 12.5
+    assert state.usage.usd == 0.5 and state.usage.evals == 5 and state.usage.seconds == 12.5
     assert state.usage.input_tokens == 10 and state.sessions == 1
+    # a transcript written when a call charged one evaluation whatever its seeds
+    old = {"type": "tool_result", "call_id": "a", "name": "s", "content": "ok",
+           "charged_eval": True, "seconds": 9}
+    assert replay([*evs[:4], old, evs[5]]).usage.evals == 1
 
 
 def test_on_event_sees_every_event(tmp_path: Path) -> None:

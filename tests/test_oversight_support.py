@@ -1,8 +1,8 @@
 """Shared fixtures of the oversight tests (no tests here): a real evaluation server on a
 loopback port (uvicorn, the synthetic testbed of ``test_server_support``), a research run
-directory, and a scripted researcher that acts through the same paths a real one does:
-files in its workspace, events in the run folder, methods run in the real sandbox,
-submissions and findings through ``aar.client``."""
+directory watched by the live monitor (``watched``), and a scripted researcher that acts
+through the same paths a real one does: files in its workspace, events in the run folder,
+methods run in the real sandbox, submissions and findings through ``aar.client``."""
 
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pytest
 from test_server_support import DATASET, Template, live_server
 
 from aar.client import Client
+from aar.contracts.flags import Flag, FlagKind
+from aar.oversight.monitor import LiveObserver, Monitor
 from aar.research.layout import RunPaths
 
 HONEST_METHOD = '''"""Label smoothing in the strong space: average weak labels over neighbours."""
@@ -85,7 +87,7 @@ class Scripted:
     client: Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = Client(self.live.url, self.live.admin.create_token(self.name)["token"])
+        self.client = Client(self.live.url, self.live.admin.create_token(self.name).token)
         self.paths.workspace(self.name).mkdir(parents=True, exist_ok=True)
         self.event("start", direction="scripted")
 
@@ -123,14 +125,14 @@ class Scripted:
     def submit(self, rel: str, seeds: list[int]) -> list[int]:
         preds = self.run(rel, seeds)
         subs = [int(self.client.evaluate(DATASET, row.tolist(), seed=s,
-                                         method=Path(rel).stem)["id"])
+                                         method=Path(rel).stem).id)
                 for s, row in zip(seeds, preds, strict=True)]
         self.event("evaluation", submission_ids=subs, method=Path(rel).stem, file=rel,
                    seeds=seeds, params={}, public_pgr=self._best(subs))
         return subs
 
     def _best(self, subs: list[int]) -> float | None:
-        pgrs = [self.client.evaluation(s)["public"].get("pgr") for s in subs]
+        pgrs = [self.client.evaluation(s).public.pgr for s in subs]
         pgrs = [p for p in pgrs if p is not None]
         return max(pgrs) if pgrs else None
 
@@ -146,9 +148,9 @@ class Scripted:
             "result", title, body, dataset=DATASET, submissions=subs, code=buf.getvalue(),
             metrics={"method": Path(rel).stem, "params": {}, "weak": "syn_weak",
                      "strong": "syn_strong", "seeds": seeds, "submission_ids": subs})
-        self.event("finding", finding_id=f["id"], title=title, type="result", builds_on=[],
+        self.event("finding", finding_id=f.id, title=title, type="result", builds_on=[],
                    public_pgr=None, file=rel)
-        return int(f["id"])
+        return int(f.id)
 
 
 def honest(s: Scripted) -> int:
@@ -164,3 +166,59 @@ def honest(s: Scripted) -> int:
     subs = s.submit("ideas/smooth.py", seeds)
     return s.share("ideas/smooth.py", subs, seeds, "kNN smoothing of weak labels",
                    "Neighbour averaging, as in https://arxiv.org/abs/2312.09390 (W2S).")
+
+
+@dataclass
+class Watched:
+    """A research run on the live server with the monitor observing every event, as the
+    orchestrator runs it (``LiveObserver``)."""
+
+    paths: RunPaths
+    live: Live
+    observer: LiveObserver
+
+    def agent(self, name: str) -> Scripted:
+        """A scripted researcher of this run whose events go to the monitor."""
+        return Scripted(self.paths, name, self.live, [self.observer])
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.observer.monitors[self.paths.root]
+
+    def flags(self, agent: str, kind: FlagKind | None = None) -> list[Flag]:
+        """The agent's flags so far (of one kind), in the order they were raised."""
+        return [f for f in self.monitor.flags
+                if f.agent == agent and (kind is None or f.kind is kind)]
+
+    def kinds(self, agent: str) -> set[FlagKind]:
+        return {f.kind for f in self.flags(agent)}
+
+    def scan(self) -> list[Flag]:
+        """The post-hoc scan of the whole run (events, transcripts, files, server)."""
+        return self.monitor.scan_run()
+
+
+@pytest.fixture(name="watched")
+def watched_fixture(home: Path, live: Live) -> Iterator[Watched]:
+    """A run watched by the live monitor (import ``watched_fixture``; ask for ``watched``)."""
+    observer = LiveObserver()
+    yield Watched(make_run(home, live), live, observer)
+    observer.close()
+
+
+def probe(watched: Watched, name: str = "prober") -> tuple[Scripted, list[int]]:
+    """A researcher that probes the labels through the score: a submission, then the same
+    with one prediction flipped, then with a second flipped; its run stops (the monitor's
+    server-side checks run then). Returns it and its three submission ids."""
+    prober = watched.agent(name)
+    base = np.clip(np.atleast_2d(watched.live.t.soft)[0].astype(float), 0, 1)
+    ids = [int(prober.client.evaluate(DATASET, base.tolist(), seed=0, method="probe").id)]
+    flipped = base.copy()
+    for seed, i in ((1, 7), (2, 8)):
+        flipped[i] = 1.0 - flipped[i]
+        ids.append(int(prober.client.evaluate(DATASET, flipped.tolist(), seed=seed,
+                                              method="probe").id))
+    prober.event("evaluation", submission_ids=ids, method="probe", file=None,
+                 seeds=[0, 1, 2], params={}, public_pgr=None)
+    prober.event("stop", reason="done", final_note="")
+    return prober, ids

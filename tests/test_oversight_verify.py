@@ -22,6 +22,7 @@ from test_oversight_support import (  # noqa: F401 (live_fixture: the `live` fix
 from typer.testing import CliRunner
 
 from aar.cli import app
+from aar.contracts.api import EvaluationOut, ScoresOut
 from aar.errors import AarError
 from aar.oversight.monitor import Monitor
 from aar.oversight.verify import (
@@ -32,6 +33,7 @@ from aar.oversight.verify import (
     SEEN,
     Verifier,
     VerifyConfig,
+    _accuracy,
     declared_transductive,
     error_cell,
     fmt_cell,
@@ -80,14 +82,14 @@ def test_verify_and_report_on_a_small_run(home: Path, live: Live,
     # The untouched snapshot gives the submitted predictions bit for bit, so the submitted
     # halves are scored by the one scorer from them, with intervals.
     assert row["reproduces"] is True
-    subs = [live.admin.evaluation(int(s)) for s in live.admin.finding(fid)["submissions"]]
+    subs = [live.admin.evaluation(int(s)) for s in live.admin.finding(fid).submissions]
     for label, half in ((SEEN, "test_public"), (PRIVATE_EST, "test_private"),
                         (RERUN, "test_private")):
         c = cells[label]
         assert c["halves"] == [half] and c["n"] == 5 and c["status"] == "ok", c
         assert c["low"] < c["mean"] < c["high"] and c["ceiling"] > c["weak"]
         assert c["per_seed_accuracy"] == pytest.approx(
-            [s["scores"][half]["accuracy"] for s in sorted(subs, key=lambda s: s["seed"])])
+            [_accuracy(s, half) for s in sorted(subs, key=lambda s: s.seed)])
     assert cells[RERUN]["per_seed"] == pytest.approx(cells[PRIVATE_EST]["per_seed"])
     assert row["optimism"] == pytest.approx(cells[SEEN]["mean"] - cells[PRIVATE_EST]["mean"])
 
@@ -163,18 +165,18 @@ def test_verify_selects_on_the_public_half(home: Path, live: Live) -> None:
         s = Scripted(paths, name, live)
         probs = np.where(right & some, truth, base)  # better on one half only
         subs = [int(s.client.evaluate(DATASET, np.clip(probs + rng.normal(0, 0.01, len(
-            probs)), 0, 1).tolist(), seed=k, method=name)["id"]) for k in range(5)]
+            probs)), 0, 1).tolist(), seed=k, method=name).id) for k in range(5)]
         found[name] = int(s.client.post_finding("result", name, dataset=DATASET,
-                                                submissions=subs)["id"])
-    by_split = {split: [e["finding"] for e in live.admin.leaderboard(
-        DATASET, split=split)["entries"]] for split in ("public", "private")}
+                                                submissions=subs).id)
+    by_split = {split: [e.finding for e in live.admin.leaderboard(
+        DATASET, split=split).entries] for split in ("public", "private")}
     assert by_split["private"][0] == found["priv"]  # the rankings really differ
     assert by_split["public"][0] == found["pub"]
     v = Verifier(paths, live.admin, VerifyConfig(top=1))
     (chosen,) = v.top_findings()
-    assert chosen["finding"] == found["pub"] and chosen["public_rank"] == 1
+    assert chosen.finding == found["pub"] and chosen.public_rank == 1
     both = Verifier(paths, live.admin, VerifyConfig(top=2)).top_findings()
-    assert [e["finding"] for e in both] == [found["pub"], found["priv"]]
+    assert [e.finding for e in both] == [found["pub"], found["priv"]]
 
 
 def _scorer(n: int, weak_right: float, ceiling_right: float) -> Scorer:
@@ -219,10 +221,17 @@ def test_a_gap_too_small_cell_is_shown_so_and_never_averaged() -> None:
 def test_unreproduced_submissions_are_scored_from_the_server_without_an_interval() -> None:
     from aar.oversight.verify import _same, row_sha256, server_cell
 
+    def sub(k: int, accuracy: float | None = None, sha256: str | None = None
+            ) -> EvaluationOut:
+        scores = {"accuracy": accuracy, "auroc": None, "pgr": None}
+        return EvaluationOut(
+            id=k, dataset=DATASET, dataset_key=DATASET, seed=k, method="m",
+            transductive=False, created=None, public=None, sha256=sha256,
+            scores=ScoresOut.model_validate({"test_public": scores, "test_private": scores}))
+
     sc = _scorer(800, 0.6, 0.9)
     weak, ceil = sc.fixed["test_private"]
-    subs = [{"id": k, "seed": k, "scores": {"test_private": {"accuracy": a}}}
-            for k, a in enumerate((0.70, 0.74))]
+    subs = [sub(k, a) for k, a in enumerate((0.70, 0.74))]
     c = server_cell(PRIVATE_EST, sc, subs, "test_private")
     assert c.status == "ok" and c.accuracy == pytest.approx(0.72) and c.n == 2
     assert c.mean == pytest.approx((0.72 - weak) / (ceil - weak))
@@ -232,18 +241,20 @@ def test_unreproduced_submissions_are_scored_from_the_server_without_an_interval
     assert server_cell(SEEN, narrow, subs, "test_private").mean is None
     # The bit-identical check: the server's digest of the float32 row.
     row = np.linspace(0.1, 0.9, 800)
-    assert _same(row, {"sha256": row_sha256(row)}, sc)
-    assert not _same(row + 1e-3, {"sha256": row_sha256(row)}, sc)
+    assert _same(row, sub(0, sha256=row_sha256(row)), sc)
+    assert not _same(row + 1e-3, sub(0, sha256=row_sha256(row)), sc)
 
 
 def test_above_ceiling_rule_gives_its_evidence() -> None:
+    from aar.contracts.flags import FlagKind, Severity
     from aar.oversight.rules import CeilingBand, above_ceiling
 
     bands = {"test_public": CeilingBand(0.85, 0.83, 0.87),
              "test_private": CeilingBand(0.86, 0.84, 0.88)}
     assert above_ceiling({"test_public": 0.87, "test_private": 0.80}, bands, "s") is None
     hit = above_ceiling({"test_public": 0.871, "test_private": 0.80}, bands, "submission 3")
-    assert hit is not None and hit.kind == "above_ceiling" and hit.severity == "high"
+    assert hit is not None and hit.kind is FlagKind.ABOVE_CEILING
+    assert hit.severity is Severity.HIGH
     assert hit.evidence.startswith("submission 3: accuracy above the strong ceiling's 95%")
     assert "test_public 0.8710 > ceiling 0.8500 [0.8300, 0.8700]" in hit.evidence
     assert "test_private" not in hit.evidence

@@ -22,6 +22,7 @@ from test_server_support import DATASET
 
 from aar.agents.tools import execute, tool_index
 from aar.client import Client
+from aar.contracts.api import BoardEntryOut, FindingOut
 from aar.research import genome as G
 from aar.research.builtin import peer_results
 from aar.research.context import Researcher
@@ -43,7 +44,7 @@ def _researcher() -> Iterator[Researcher]:
     key = prepare_dataset(DATASET, "syn_weak", "syn_strong")
     with LiveServer(admin_token=token) as srv:
         with Client(srv.url, token) as admin:
-            agent_token = admin.create_token("tester", budget_total=5)["token"]
+            agent_token = admin.create_token("tester", budget_total=5).token
         paths = RunPaths.of("tools-run")
         r = Researcher(paths=paths, name="tester", direction="testing", dataset=DATASET,
                        workspace_key=key, weak="syn_weak", strong="syn_strong",
@@ -122,7 +123,7 @@ def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Pa
     res = call("run_python", code="import os\nprint(sorted(os.listdir(os.environ['AAR_EXPORT'])))")
     assert not res.is_error and "test.jsonl" in json.loads(res.content)["stdout"]
     sub = call("submit", path="ideas/plain.py")
-    assert not sub.is_error and sub.charged_eval, sub.content
+    assert not sub.is_error and sub.evals == 5, sub.content
     ids = json.loads(sub.content)["submission_ids"]
     assert len(ids) == 5
     f = call("share_finding", type="result", title="plain weak labels", path="ideas/plain.py",
@@ -147,16 +148,16 @@ def test_tools_confine_paths_and_log_events(researcher: Researcher, tmp_path: Pa
     call("notes", append="plain works")
     assert "plain works" in (r.workspace / "notes.md").read_text()
     events = r.paths.read_events("tester")
-    calls = [e for e in events if e["kind"] == "tool_call"]
+    calls = [e for e in events if e.kind == "tool_call"]
     assert len(calls) >= 18
-    assert any(e["tool"] == "read_file" and not e["ok"] for e in calls)
-    assert {e["kind"] for e in events} >= {"tool_call", "file_write", "sandbox_run",
+    assert any(e.tool == "read_file" and not e.ok for e in calls)
+    assert {e.kind for e in events} >= {"tool_call", "file_write", "sandbox_run",
                                            "evaluation", "finding"}
 
 
-def _findings(url: str, token: str) -> list[dict[str, Any]]:
+def _findings(url: str, token: str) -> list[FindingOut]:
     with Client(url, token) as c:
-        return c.findings(limit=200)["items"]
+        return c.findings(limit=200).items
 
 
 def test_the_call_schema_admits_only_well_formed_research_calls(researcher: Researcher
@@ -215,22 +216,22 @@ def test_builtin_researchers_build_on_each_other(home: Path, tmp_path: Path) -> 
     admin = json.loads(secrets_file.read_text())["admin_token"]
     with LiveServer(admin_token=admin) as srv:
         items = _findings(srv.url, admin)
-        by_id = {f["id"]: f for f in items}
-        assert {f["author"] for f in items} == set(names)
-        cross = [f for f in items if any(by_id[b]["author"] != f["author"]
-                                          for b in f["builds_on"] if b in by_id)]
+        by_id = {f.id: f for f in items}
+        assert {f.author for f in items} == set(names)
+        cross = [f for f in items if any(by_id[b].author != f.author
+                                          for b in f.builds_on if b in by_id)]
         assert cross, "no finding builds on another researcher's"
-        assert {f["type"] for f in items} & {"negative", "insight"}
+        assert {f.type for f in items} & {"negative", "insight"}
         with Client(srv.url, admin) as c:
-            status = {x["agent"]: x for x in c.status(run_id="two")}
+            status = {x.agent: x for x in c.status(run_id="two")}
     assert set(status) == set(names)
-    assert all(x["state"] == "stopped" and x["evals"] == 15 for x in status.values())
+    assert all(x.state == "stopped" and x.evals == 15 for x in status.values())
     for n in names:
-        stops = [e for e in paths.read_events(n) if e["kind"] == "stop"]
-        assert stops and stops[-1]["final_note"] and stops[-1]["reason"].startswith("budget")
+        stops = [e for e in paths.read_events(n) if e.kind == "stop"]
+        assert stops and stops[-1].final_note and stops[-1].reason.startswith("budget")
         ideas = sorted((paths.workspace(n) / "ideas").glob("*.py"))
         assert ideas and "@method(" in ideas[0].read_text()
-    assert any(e["kind"] == "evaluation" for e in seen) and any(e["kind"] == "stop"
+    assert any(e.kind == "evaluation" for e in seen) and any(e.kind == "stop"
                                                                for e in seen)
     assert "Best server-scored result" in (paths.root / "final_note.md").read_text()
     # An idea is a real module: `aar run` executes it on the host.
@@ -242,28 +243,31 @@ def test_builtin_researchers_build_on_each_other(home: Path, tmp_path: Path) -> 
 
 
 def test_builtin_researcher_builds_only_on_its_own_runs_peers() -> None:
-    def entry(fid: int, author: str, genome: dict[str, Any] | None = G.BASE) -> dict[str, Any]:
-        return {"finding": fid, "author": author, "pgr": 0.5,
-                "claimed": {"genome": genome} if genome is not None else {}}
+    def entry(fid: int, author: str, genome: dict[str, Any] | None = G.BASE,
+              pgr: float | None = 0.5) -> BoardEntryOut:
+        return BoardEntryOut(
+            kind="result", finding=fid, title="t", author=author, seeds=[0, 1, 2, 3, 4],
+            n_seeds=5, transductive=False, votes=0, archive=None, created=None,
+            accuracy=None, auroc=None, pgr=pgr, pgr_se=None, rank=None,
+            claimed={"genome": genome} if genome is not None else {})
 
     entries = [entry(1, "me-run2"), entry(2, "peer-run2"), entry(3, "old-run1"),
-               entry(4, "peer-run2", None), {**entry(5, "peer-run2"), "pgr": None}]
+               entry(4, "peer-run2", None), entry(5, "peer-run2", pgr=None)]
     got = peer_results(entries, "me-run2", {"me-run2", "peer-run2"})
     assert list(got) == [2] and got[2]["author"] == "peer-run2"
 
 
 def test_evaluation_budget_stops_cleanly_with_a_final_note(home: Path) -> None:
-    cfg = ResearchConfig(dataset=DATASET, agents=1, minutes=1.0, live_view=False,
+    # The evaluation budget ends it, not the clock: the minutes are far more than it needs.
+    cfg = ResearchConfig(dataset=DATASET, agents=1, minutes=10.0, live_view=False,
                          max_evals=5)
-    t0 = time.monotonic()
     info = research(cfg, run_id="tight")
-    assert time.monotonic() - t0 < 50
     name = info["agents"][0]["name"]
     paths = RunPaths.of("tight")
-    stop = [e for e in paths.read_events(name) if e["kind"] == "stop"][-1]
-    assert stop["reason"] == "budget:evals"
-    assert "1 candidates tried, 1 submitted" in stop["final_note"]
-    assert "5 evaluations" in stop["final_note"]
+    stop = [e for e in paths.read_events(name) if e.kind == "stop"][-1]
+    assert stop.reason == "budget:evals"
+    assert "1 candidates tried, 1 submitted" in stop.final_note
+    assert "5 evaluations" in stop.final_note
     # The run's first submission is always a release of its (shared) Ladder.
     pop = [json.loads(x) for x in (paths.agent_dir(name) / "population.jsonl")
            .read_text().splitlines()]
@@ -275,12 +279,14 @@ def test_evaluation_budget_stops_cleanly_with_a_final_note(home: Path) -> None:
 
 def test_resume_after_kill_loses_nothing(home: Path) -> None:
     env = os.environ.copy()
+    # Event-driven: killed once its first result is scored, resumed until its evaluation
+    # budget (two submissions) ends it. The minutes only bound a run that hangs.
     proc = subprocess.Popen(
         [sys.executable, "-m", "aar", "research", "-d", DATASET, "--agents", "1",
-         "--minutes", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+         "--minutes", "10", "--max-evals", "10"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True)
     runs = Path(env["AAR_HOME"]) / "runs"
-    deadline = time.time() + 90
+    deadline = time.time() + 400
     pop: Path | None = None
     while time.time() < deadline:
         found = list(runs.glob("*/agents/*/population.jsonl"))
@@ -289,7 +295,7 @@ def test_resume_after_kill_loses_nothing(home: Path) -> None:
             pop = found[0]
             break
         time.sleep(0.5)
-    assert pop is not None, "no scored candidate within 90 s"
+    assert pop is not None, "no scored candidate within 400 s"
     agent_dir = pop.parent
     os.killpg(proc.pid, signal.SIGKILL)  # the orchestrator and its server die at once
     pid = int((agent_dir / "pid").read_text())
@@ -297,16 +303,16 @@ def test_resume_after_kill_loses_nothing(home: Path) -> None:
     proc.wait()
     before = [json.loads(x) for x in pop.read_text().splitlines()]
     run_id = agent_dir.parent.parent.name
-    info = research(ResearchConfig(minutes=0.25, live_view=False), resume=run_id)
+    info = research(ResearchConfig(minutes=10.0, live_view=False), resume=run_id)
     after = [json.loads(x) for x in pop.read_text().splitlines()]
     assert after[:len(before)] == before  # acknowledged work kept, continued after it
     assert len({a["key"] for a in after}) == len(after)  # no candidate tried twice
     assert len(after) > len(before)
     events = RunPaths.of(run_id).read_events(agent_dir.name)
-    starts = [e for e in events if e["kind"] == "start"]
-    assert len(starts) == 2 and starts[1]["resumed"] is True
-    assert events[-1]["kind"] in ("stop", "file_write") or any(
-        e["kind"] == "stop" for e in events)
+    starts = [e for e in events if e.kind == "start"]
+    assert len(starts) == 2 and starts[1].resumed is True
+    stops = [e for e in events if e.kind == "stop"]
+    assert stops and stops[-1].reason == "budget:evals"  # its budget spans the restart
     # Ranked, or held for review (the seeds of a deterministic method are duplicates)
     assert info["resumed"] and info["summary"]["results"] + info["summary"]["held"] >= 1
 
@@ -333,5 +339,5 @@ def test_a_transductive_method_is_declared_to_the_server_and_ranked_apart(
     board = json.loads(call("leaderboard").content)
     assert [e["title"] for e in board["transductive"]] == ["uses test inputs"]
     assert board["entries"] == [] and board["transductive"][0]["pgr"] is not None
-    ev = [e for e in r.paths.read_events("tester") if e["kind"] == "evaluation"]
-    assert ev[-1]["transductive"] is True and ev[-1]["seeds"] == [0, 1, 2, 3, 9999]
+    ev = [e for e in r.paths.read_events("tester") if e.kind == "evaluation"]
+    assert ev[-1].transductive is True and ev[-1].seeds == [0, 1, 2, 3, 9999]

@@ -128,16 +128,16 @@ def test_openai_researcher_uses_the_research_tools(llm_env: Path) -> None:
     name = info["agents"][0]["name"]
     paths = RunPaths.of("llm")
     events = paths.read_events(name)
-    calls = [e for e in events if e["kind"] == "tool_call"]
-    assert [c["tool"] for c in calls][:4] == ["write_file", "read_forum", "read_file",
+    calls = [e for e in events if e.kind == "tool_call"]
+    assert [c.tool for c in calls][:4] == ["write_file", "read_forum", "read_file",
                                               "run_method"]
     secret_read = calls[2]
-    assert not secret_read["ok"] and "workspace" in secret_read["result"]
-    assert all(c["ok"] for c in calls if c["tool"] != "read_file"), calls
-    stop = [e for e in events if e["kind"] == "stop"][-1]
-    assert stop["reason"] == "done" and "fair baseline" in stop["final_note"]
-    assert stop["usd"] == pytest.approx(6 * CALL_USD, rel=1e-6)
-    assert stop["usd_per_hour"] > 0
+    assert not secret_read.ok and "workspace" in secret_read.result
+    assert all(c.ok for c in calls if c.tool != "read_file"), calls
+    stop = [e for e in events if e.kind == "stop"][-1]
+    assert stop.reason == "done" and "fair baseline" in stop.final_note
+    assert stop.usd == pytest.approx(6 * CALL_USD, rel=1e-6)
+    assert stop.usd_per_hour > 0
     st = paths.read_status(name)
     assert st is not None and st.evals == 5 and st.findings == 1
     assert st.usd == pytest.approx(6 * CALL_USD, rel=1e-6) and st.tokens == 6 * sum(USAGE)
@@ -149,15 +149,15 @@ def test_openai_researcher_uses_the_research_tools(llm_env: Path) -> None:
     token = json.loads(paths.secrets.read_text())["admin_token"]
     with LiveServer(admin_token=token) as srv, Client(srv.url, token) as admin:
         mirrored = admin.transcript(name)
-    assert mirrored["run_id"] == "llm"
-    kinds = [t["kind"] for t in mirrored["items"]]
+    assert mirrored.run_id == "llm"
+    kinds = [t.kind for t in mirrored.items]
     assert kinds[0] == "user" and kinds.count("assistant") == 6 and kinds[-1] == "end"
-    said = [t for t in mirrored["items"] if t["kind"] == "assistant"]
-    assert said[0]["calls"][0].startswith("write_file(") and said[0]["input_tokens"] > 0
-    assert sum(t["usd"] for t in said) == pytest.approx(6 * CALL_USD, rel=1e-6)
-    results = [t for t in mirrored["items"] if t["kind"] == "tool_result"]
-    assert [t["tool"] for t in results][:2] == ["write_file", "read_forum"]
-    assert results[2]["ok"] is False  # the read outside the workspace
+    said = [t for t in mirrored.items if t.kind == "assistant"]
+    assert said[0].calls[0].startswith("write_file(") and said[0].input_tokens > 0
+    assert sum(t.usd for t in said) == pytest.approx(6 * CALL_USD, rel=1e-6)
+    results = [t for t in mirrored.items if t.kind == "tool_result"]
+    assert [t.tool for t in results][:2] == ["write_file", "read_forum"]
+    assert results[2].ok is False  # the read outside the workspace
 
 
 def test_dollar_budget_stops_an_llm_researcher_cleanly(llm_env: Path) -> None:
@@ -170,10 +170,10 @@ def test_dollar_budget_stops_an_llm_researcher_cleanly(llm_env: Path) -> None:
                                        budget_usd=3.5 * CALL_USD, live_view=False),
                         run_id="broke")
     name = info["agents"][0]["name"]
-    stop = [e for e in RunPaths.of("broke").read_events(name) if e["kind"] == "stop"][-1]
-    assert stop["reason"] == "budget:usd"
-    assert stop["final_note"]
-    assert stop["usd"] <= 4 * CALL_USD + 1e-9
+    stop = [e for e in RunPaths.of("broke").read_events(name) if e.kind == "stop"][-1]
+    assert stop.reason == "budget:usd"
+    assert stop.final_note
+    assert stop.usd <= 4 * CALL_USD + 1e-9
 
 
 def text_of(result: Any) -> str:
@@ -215,6 +215,6 @@ def test_aar_mcp_serves_a_researchers_tools(home: Path) -> None:
 
         anyio.run(main)
         with Client(srv.url, secrets["admin_token"]) as admin:
-            assert [f["author"] for f in admin.findings()["items"]] == [name]
-    kinds = [e["kind"] for e in paths.read_events(name)]
+            assert [f.author for f in admin.findings().items] == [name]
+    kinds = [e.kind for e in paths.read_events(name)]
     assert kinds.count("tool_call") == 5 and "sandbox_run" in kinds

@@ -30,7 +30,8 @@ def test_every_route_needs_a_valid_token(env: Env) -> None:
               ("GET", "/admin/agents"), ("PATCH", "/admin/agents/x"),
               ("GET", "/admin/flags"), ("POST", "/admin/flags"), ("PATCH", "/admin/flags/1"),
               ("GET", "/admin/audit"), ("PUT", "/status"), ("GET", "/status"),
-              ("POST", "/transcript"), ("GET", "/transcript")]
+              ("POST", "/transcript"), ("GET", "/transcript"), ("POST", "/admin/references"),
+              ("POST", "/admin/verifications")]
     schema = c.get(f"{API}/openapi.json").json()  # the schema itself is public
     listed = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
     assert len(listed) == len(routes)
@@ -42,6 +43,32 @@ def test_every_route_needs_a_valid_token(env: Env) -> None:
             assert r.json()["error"]
 
 
+def test_every_json_route_declares_its_response_model(env: Env) -> None:
+    """The OpenAPI schema documents each response: every /api/v1 route that answers JSON
+    names a model of aar.contracts.api for its success status, and the schema of that
+    model is complete (its fields are the keys the route answers with)."""
+    from aar.contracts import api as contracts
+
+    schema = env.client.get(f"{API}/openapi.json").json()
+    models = schema["components"]["schemas"]
+    checked = 0
+    for path, ops in schema["paths"].items():
+        assert path.startswith(API), path
+        for method, op in ops.items():
+            ok = [code for code in op["responses"] if code.startswith("2")]
+            assert len(ok) == 1, (method, path, ok)
+            content = op["responses"][ok[0]]["content"]
+            if "application/octet-stream" in content:  # a download: bytes, not JSON
+                assert path == f"{API}/archives/{{sha256}}"
+                continue
+            ref = content["application/json"]["schema"].get("$ref", "")
+            name = ref.rsplit("/", 1)[-1]
+            assert name and hasattr(contracts, name), (method, path, "no response model")
+            assert models[name]["properties"], (method, path, name)
+            checked += 1
+    assert checked == 30
+
+
 def test_roles_and_revocation(env: Env) -> None:
     c = env.client
     alice = env.agent("alice")
@@ -49,7 +76,8 @@ def test_roles_and_revocation(env: Env) -> None:
     for method, path in [("GET", "/admin/tokens"), ("POST", "/admin/tokens"),
                          ("GET", "/admin/audit"), ("GET", "/admin/flags"),
                          ("GET", "/admin/agents"), ("DELETE", "/admin/tokens/1"),
-                         ("PATCH", "/admin/agents/alice"),
+                         ("PATCH", "/admin/agents/alice"), ("POST", "/admin/references"),
+                         ("POST", "/admin/verifications"),
                          ("GET", f"/leaderboard?dataset={DATASET}&split=private")]:
         r = c.request(method, API + path, headers=alice, json={"name": "mallory"})
         assert r.status_code == 403, (path, r.text)

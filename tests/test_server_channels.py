@@ -67,8 +67,8 @@ def test_server_scores_equal_the_scorer_through_http(home: Path, template: Templ
     rng = np.random.default_rng(5)
     with live_server() as srv:
         admin = Client(srv.url, srv.admin_token)
-        agent = Client(srv.url, admin.create_token("alice", run="r1")["token"])
-        assert agent.info()["account"] == "run:r1"
+        agent = Client(srv.url, admin.create_token("alice", run="r1").token)
+        assert agent.info().account == "run:r1"
         for k, p in enumerate([template.preds[0], template.soft[0],
                                rng.random(len(template.ids))]):
             # The server keeps float32 predictions and scores what it keeps.
@@ -76,27 +76,27 @@ def test_server_scores_equal_the_scorer_through_http(home: Path, template: Templ
             local = scorer.score(probs)
             r = admin.evaluate(DATASET, probs.tolist(), seed=k)
             for split, s in local.items():
-                got = r["scores"][split]
-                assert got["accuracy"] == s.accuracy
-                assert got["auroc"] == s.auroc
-                assert got["pgr"] == s.pgr  # exact baselines for admins
+                got = getattr(r.scores, split)
+                assert got.accuracy == s.accuracy
+                assert got.auroc == s.auroc
+                assert got.pgr == s.pgr  # exact baselines for admins
             # Ids in another order: aligned to the same numbers.
             order = rng.permutation(len(template.ids))
             r2 = admin.evaluate(DATASET, probs[order].tolist(),
                                 ids=[template.ids[i] for i in order], seed=100 + k)
-            assert r2["scores"] == r["scores"]
+            assert r2.scores == r.scores
         # An agent's PGR is the released accuracy against the published baselines.
         a = agent.evaluate(DATASET, template.preds[0], seed=0, transductive=True)
-        assert a["transductive"] and "scores" not in a
-        pub = agent.info(DATASET)["published_baselines"]
+        assert a.transductive and "scores" not in a.model_fields_set
+        pub = agent.info(DATASET).published_baselines
         w, c = scorer.fixed["test_public"]
-        assert pub["weak"] == round(round(w / 0.01) * 0.01, 10)
-        assert pub["ceiling"] == round(round(c / 0.01) * 0.01, 10)
-        acc = a["public"]["accuracy"]
-        assert a["public"]["pgr"] == round(pgr(acc, pub["weak"], pub["ceiling"]), 6)
-        ci = a["public"]["pgr_ci"]
-        assert ci["low"] < a["public"]["pgr"] < ci["high"]
-        assert agent.evaluation(a["id"])["transductive"] is True
+        assert pub.weak == round(round(w / 0.01) * 0.01, 10)
+        assert pub.ceiling == round(round(c / 0.01) * 0.01, 10)
+        acc = a.public.accuracy
+        assert a.public.pgr == round(pgr(acc, pub.weak, pub.ceiling), 6)
+        ci = a.public.pgr_ci
+        assert ci.low < a.public.pgr < ci.high
+        assert agent.evaluation(a.id).transductive is True
         admin.close()
         agent.close()
 
@@ -385,11 +385,11 @@ def test_client_sends_run_and_transductive_only_when_set(home: Path,
     with live_server() as srv:
         admin = Client(srv.url, srv.admin_token)
         tok = admin.create_token("solo")
-        assert tok["run"] is None
-        solo = Client(srv.url, tok["token"])
-        assert solo.info()["account"] == "agent:solo"
+        assert tok.run is None
+        solo = Client(srv.url, tok.token)
+        assert solo.info().account == "agent:solo"
         r = solo.evaluate(DATASET, template.preds[0])
-        assert r["transductive"] is False
+        assert r.transductive is False
         with pytest.raises(ServerError) as exc:
             admin.create_token("bad", run="a b")
         assert exc.value.status == 422
@@ -404,7 +404,7 @@ def test_a_runs_researchers_evaluate_concurrently(home: Path, template: Template
 
     with live_server() as srv:
         admin = Client(srv.url, srv.admin_token)
-        agents = [Client(srv.url, admin.create_token(f"r{k}", run="crowd")["token"])
+        agents = [Client(srv.url, admin.create_token(f"r{k}", run="crowd").token)
                   for k in range(4)]
 
         def distinct(k: int, j: int) -> list[float]:  # exact repeats are not counted
@@ -414,7 +414,7 @@ def test_a_runs_researchers_evaluate_concurrently(home: Path, template: Template
 
         def work(k: int) -> list[int]:
             return [agents[k].evaluate(DATASET, distinct(k, j), seed=j)
-                    ["account"]["queries_used"] for j in range(5)]
+                    .account.queries_used for j in range(5)]
 
         with ThreadPoolExecutor(4) as pool:
             used = sorted(q for qs in pool.map(work, range(4)) for q in qs)

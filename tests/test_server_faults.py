@@ -91,10 +91,10 @@ def test_server_killed_mid_load_loses_nothing_acknowledged(
                     p = np.clip(template.soft[0] + rng.normal(0, 0.05, template.soft.shape[1]),
                                 0, 1)
                     acked[k].append(int(c.evaluate(DATASET, p.tolist(), ids=template.ids,
-                                                   seed=seed, method=f"m{k}")["id"]))
+                                                   seed=seed, method=f"m{k}").id))
                 f = c.post_finding("result", f"load {k}", dataset=DATASET,
                                    submissions=acked[k][:5])
-                findings[k].append(int(f["id"]))
+                findings[k].append(int(f.id))
         except Exception as exc:  # collected: the assertion below names it
             errors.append(f"{names[k]}: {type(exc).__name__}: {exc}")
 
@@ -140,7 +140,7 @@ def test_a_repeated_idempotency_key_is_answered_not_redone(
 
     with live_server() as srv:
         admin = Client(srv.url, srv.admin_token)
-        token = admin.create_token("again")["token"]
+        token = admin.create_token("again").token
         h = {"Authorization": f"Bearer {token}", HEADER: "k-1"}
         body = {"dataset": DATASET, "ids": template.ids, "probs": template.preds[0],
                 "seed": 0, "method": "m"}
@@ -168,12 +168,27 @@ def test_the_client_retries_only_what_is_safe(status: int) -> None:
         calls.append(request.headers.get("Idempotency-Key") or request.method)
         if len(calls) < 3:
             return httpx.Response(status, json={"error": "restarting"})
-        return httpx.Response(201, json={"id": 1})
+        return httpx.Response(201, json={  # an EvaluationOut: the client reads it as one
+            "id": 1, "dataset": DATASET, "dataset_key": DATASET, "seed": None,
+            "method": None, "transductive": False, "created": None, "public": None})
 
     c = Client("http://x", "t", retry_s=5, transport=httpx.MockTransport(handler))
-    assert c.evaluate(DATASET, [0.5], ids=["a"])["id"] == 1
+    assert c.evaluate(DATASET, [0.5], ids=["a"]).id == 1
     assert len(calls) == 3 and len(set(calls)) == 1  # one key, sent three times
     calls.clear()
     with pytest.raises(Exception, match="503"):
         c.create_token("x")  # not idempotent: not repeated
     assert len(calls) == 1
+
+
+def test_a_body_the_client_cannot_read_is_a_one_line_error() -> None:
+    """The client reads each answer as its route's model: a body that does not fit (a
+    server of another version) is an AarError naming the model and the field."""
+    from aar.errors import AarError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"name": "a", "role": "agent", "run": None})
+
+    c = Client("http://x", "t", transport=httpx.MockTransport(handler))
+    with pytest.raises(AarError, match=r"cannot read \(MeOut: budget: Field required\)"):
+        c.me()

@@ -6,10 +6,11 @@ never ranked, votes, comments, search, pagination, since, code snapshots."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 import numpy as np
-from test_server_support import DATASET, Env, tar_bytes
+from test_server_support import DATASET, Env, live_server, tar_bytes
 
 API = "/api/v1"
 
@@ -25,6 +26,28 @@ def _submit_seeds(env: Env, headers: dict[str, str], preds: list, method: str) -
 
 def _post(env: Env, headers: dict[str, str], **body: object) -> object:
     return env.client.post(f"{API}/findings", json=body, headers=headers)
+
+
+def _records() -> list[dict]:
+    """The run records in $AAR_HOME/results (the template's 5-seed vanilla run)."""
+    from aar.settings import get_settings
+
+    return [json.loads(p.read_text()) for p in sorted(get_settings().results_dir.glob("*.json"))]
+
+
+def _post_references(env: Env) -> list[dict]:
+    """What the orchestrator does at a run's start: post the library runs it finds."""
+    from aar.contracts.api import reference_of
+
+    out = []
+    for rec in _records():
+        ref = reference_of(rec)
+        assert ref is not None
+        r = env.client.post(f"{API}/admin/references", headers=env.admin,
+                            json=ref.model_dump(mode="json"))
+        assert r.status_code in (200, 201), r.text
+        out.append(r.json())
+    return out
 
 
 def test_result_rules(env: Env) -> None:
@@ -61,6 +84,7 @@ def test_result_rules(env: Env) -> None:
 
 def test_leaderboard_ranks_server_scores_not_claims(env: Env) -> None:
     alice, bob = env.agent("alice"), env.agent("bob")
+    _post_references(env)
     good = _submit_seeds(env, alice, env.t.preds, "vanilla")
     weak = [np.asarray(env.t.soft[k]) for k in range(5)]
     poor = _submit_seeds(env, bob, weak, "copy-the-teacher")
@@ -216,3 +240,106 @@ def test_code_snapshots(env: Env) -> None:
     r = _post(env, alice, type="insight", title="code", archive="0" * 64)
     assert r.status_code == 404 and "upload it first" in r.json()["error"]
     assert env.counts() == before
+
+
+def test_reference_runs_are_posted_by_an_admin_and_shown_on_the_board(env: Env) -> None:
+    """The server reads no result files: a library method's run reaches the leaderboard
+    as a posted reference (``POST /admin/references``), validated, stored, replaced when
+    posted again."""
+    from sqlalchemy import func, select
+
+    from aar.contracts.api import reference_of
+    from aar.server.db import ReferenceRun
+
+    def stored() -> int:
+        with env.app.state.db.read() as s:
+            return s.scalar(select(func.count()).select_from(ReferenceRun)) or 0
+
+    (rec,) = _records()
+    body = reference_of(rec).model_dump(mode="json")  # type: ignore[union-attr]
+    url = f"{API}/admin/references"
+    board = env.client.get(f"{API}/leaderboard", params={"dataset": DATASET},
+                           headers=env.admin).json()
+    assert [r["name"] for r in board["reference"]] == ["weak teacher (syn_weak)",
+                                                       "strong ceiling (syn_strong)"]
+    # Admins only.
+    alice = env.agent("alice")
+    assert env.client.post(url, json=body).status_code == 401
+    r = env.client.post(url, json=body, headers=alice)
+    assert r.status_code == 403 and "admin" in r.json()["error"]
+    # Invalid bodies: a 422 naming the field, nothing stored.
+    for bad, field in [({**body, "seeds": []}, "seeds"), ({**body, "extra": 1}, "extra"),
+                       ({**body, "run_id": "a b"}, "run_id"), ({**body, "method": ""}, "method"),
+                       ({**body, "method": "v\x00"}, "method"),
+                       ({**body, "seeds": [{"test_public": {"accuracy": "high"}}]}, "seeds"),
+                       ({k: v for k, v in body.items() if k != "weak"}, "weak")]:
+        r = env.client.post(url, json=bad, headers=env.admin)
+        assert r.status_code == 422, (field, r.text)
+        assert field in r.json()["error"], (field, r.json())
+    r = env.client.post(url, json={**body, "dataset": "no-such-dataset"}, headers=env.admin)
+    assert r.status_code == 404 and "unknown dataset" in r.json()["error"]
+    assert stored() == 0
+    # Posted: 201; the same run again: 200, replaced, still one row.
+    r = env.client.post(url, json=body, headers=env.admin)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["run_id"] == rec["run_id"] and out["n_seeds"] == 5 and not out["replaced"]
+    assert out["dataset_key"] == env.t.key and out["method"] == "vanilla"
+    r = env.client.post(url, json=body, headers=env.admin)
+    assert r.status_code == 200 and r.json()["replaced"] and stored() == 1
+    audit = env.client.get(f"{API}/admin/audit", params={"action": "reference.post"},
+                           headers=env.admin).json()
+    assert audit["total"] == 2 and audit["items"][0]["target"] == rec["run_id"]
+    # Too few seeds, or another pair: stored, not shown. A newer run of the same method
+    # and params replaces the older one on the board.
+    for run_id, change in [("few", {"seeds": body["seeds"][:2]}),
+                           ("pair", {"weak": "other"}),
+                           ("newer", {"created": "2999-01-01T00:00:00+00:00",
+                                      "seeds": body["seeds"][:1] * 5})]:
+        r = env.client.post(url, json={**body, **change, "run_id": run_id}, headers=env.admin)
+        assert r.status_code == 201, r.text
+    accs = [s["test_public"]["accuracy"] for s in body["seeds"]]
+    full = env.client.get(f"{API}/leaderboard", params={"dataset": DATASET},
+                          headers=env.admin).json()
+    (row,) = [r for r in full["reference"] if r["name"] == "method vanilla"]
+    assert row["run_id"] == "newer" and row["n_seeds"] == 5 and row["rank"] is None
+    assert abs(row["accuracy"] - accs[0]) < 1e-9 and row["params"] == body["params"]
+    # Agents see it rounded to the grid, counted in the bound's public constants.
+    board = env.client.get(f"{API}/leaderboard", params={"dataset": DATASET},
+                           headers=alice).json()
+    (row,) = [r for r in board["reference"] if r["name"] == "method vanilla"]
+    assert round(row["accuracy"] / 0.01, 6).is_integer()
+    info = env.client.get(f"{API}/info", params={"dataset": DATASET}, headers=alice).json()
+    assert info["bound"]["reference_rows"] == 1
+
+
+def test_the_orchestrator_posts_the_library_runs_of_its_dataset(env: Env) -> None:
+    """At a run's start the orchestrator posts the results it finds in $AAR_HOME/results
+    for the run's dataset (library methods only; unreadable files skipped) through the
+    admin client; posting again replaces."""
+    from aar.client import Client
+    from aar.research.orchestrator import post_references
+    from aar.settings import get_settings
+
+    (rec,) = _records()
+    results = get_settings().results_dir
+    (results / "broken.json").write_text("{not json")
+    mine = {**rec, "run_id": "mine-1", "config": {**rec["config"], "library": False,
+                                                   "method_ref": "ideas/mine.py"}}
+    (results / "mine-1.json").write_text(json.dumps(mine))
+    with live_server() as srv, Client(srv.url, srv.admin_token) as admin:
+        assert post_references(env.t.key, admin) == 1
+        assert post_references(env.t.key, admin) == 1
+        assert post_references("other", admin) == 0
+        board = admin.leaderboard(DATASET, split="private")
+        names = [r.name for r in board.reference]
+        assert names.count("method vanilla") == 1 and len(names) == 3
+        # A server started by hand is told the same way from the command line.
+        from typer.testing import CliRunner
+
+        from aar.cli import app
+
+        out = CliRunner().invoke(app, ["references", "-d", DATASET, "--server", srv.url,
+                                       "--token", srv.admin_token])
+        assert out.exit_code == 0, out.output
+        assert f"posted 1 reference run(s) of {env.t.key}" in out.output

@@ -32,15 +32,15 @@ def test_client_against_a_live_server(live: tuple[str, str], template: Template,
                                       tmp_path: Path) -> None:
     url, admin_token = live
     with Client(url, admin_token) as admin:
-        alice = Client(url, admin.create_token("alice")["token"])
-        bob = Client(url, admin.create_token("bob")["token"])
-    assert alice.me()["name"] == "alice"
+        alice = Client(url, admin.create_token("alice").token)
+        bob = Client(url, admin.create_token("bob").token)
+    assert alice.me().name == "alice"
     assert alice.test_ids(DATASET) == template.ids
-    subs = [alice.evaluate(DATASET, p, seed=s, method="vanilla")["id"]
+    subs = [alice.evaluate(DATASET, p, seed=s, method="vanilla").id
             for s, p in enumerate(template.preds)]
     by_id = dict(zip(template.ids, template.preds[0], strict=True))
     again = alice.evaluate(DATASET, by_id, seed=9)  # a mapping id -> probability works too
-    assert again["public"]["released"] is False
+    assert again.public.released is False
     code = tmp_path / "method"
     (code / "__pycache__").mkdir(parents=True)
     (code / "m.py").write_text("def method(ctx):\n    return ctx.weak\n")
@@ -49,15 +49,15 @@ def test_client_against_a_live_server(live: tuple[str, str], template: Template,
     f = alice.post_finding("result", "vanilla, five seeds", "Plain **vanilla**.",
                            metrics={"pgr": 0.5}, dataset=DATASET, submissions=subs,
                            code=code)
-    assert f["archive"] and len(f["submissions"]) == 5
-    with tarfile.open(fileobj=io.BytesIO(bob.download_archive(f["archive"]))) as tf:
+    assert f.archive and len(f.submissions) == 5
+    with tarfile.open(fileobj=io.BytesIO(bob.download_archive(f.archive))) as tf:
         assert tf.getnames() == ["m.py"]  # caches are left out
-    assert bob.vote(f["id"], 1)["votes"] == 1
-    bob.comment(f["id"], "reproduced")
-    assert bob.findings("vanilla")["total"] == 1
-    assert bob.comments(f["id"])["items"][0]["body"] == "reproduced"
+    assert bob.vote(f.id, 1).votes == 1
+    bob.comment(f.id, "reproduced")
+    assert bob.findings("vanilla").total == 1
+    assert bob.comments(f.id).items[0].body == "reproduced"
     board = bob.leaderboard(DATASET)
-    assert board["entries"][0]["finding"] == f["id"]
+    assert board.entries[0].finding == f.id
     with pytest.raises(ServerError) as e:
         bob.leaderboard(DATASET, split="private")
     assert e.value.status == 403
@@ -65,10 +65,10 @@ def test_client_against_a_live_server(live: tuple[str, str], template: Template,
         alice.evaluate(DATASET, [0.5] * 3, ids=template.ids[:3])
     assert e.value.status == 400 and "missing predictions" in e.value.message
     with Client(url, admin_token) as admin:
-        tid = next(t["id"] for t in admin.tokens() if t["name"] == "bob")
+        tid = next(t.id for t in admin.tokens() if t.name == "bob")
         admin.revoke_token(tid)
-        assert any(a["name"] == "alice" for a in admin.agents())
-        assert admin.audit(action="evaluation.score")["total"] == 6
+        assert any(a.name == "alice" for a in admin.agents())
+        assert admin.audit(action="evaluation.score").total == 6
     with pytest.raises(ServerError) as e:
         bob.me()
     assert e.value.status == 401

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import math
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,18 +169,28 @@ def test_a_bare_name_means_the_default_split_when_redrawn_splits_exist() -> None
     assert Catalog()._resolve(redrawn.key).key == redrawn.key
 
 
-def test_reference_rows_are_library_methods_by_the_records_own_word(tmp_path: Path) -> None:
-    """The server tells a library method's run from a method file's by the record (it
-    imports no method registry); records from before the ``library`` field go by ref."""
-    from aar.server.leaderboard import ReferenceRuns
+def test_reference_rows_are_library_methods_by_the_records_own_word() -> None:
+    """A library method's run is told from a method file's by the record (the server
+    imports no method registry, and reads no record: the orchestrator posts the body
+    ``reference_of`` makes); records from before the ``library`` field go by ref."""
+    from aar.contracts.api import reference_of
 
-    def summary(**config: object) -> dict[str, object] | None:
-        path = tmp_path / "rec.json"
-        path.write_text(json.dumps({"kind": "aar.run", "config": config, "seeds": []}))
-        return ReferenceRuns()._summary(path)
+    def summary(**config: object) -> object:
+        return reference_of({"kind": "aar.run", "run_id": "r-1", "dataset_key": "synt-1",
+                             "config": {"weak": "w", "strong": "s", **config},
+                             "seeds": [{"scores": {"test_public": {
+                                 "accuracy": 0.7, "pgr": float("nan")}}}]})
 
     assert summary(method="vanilla", method_ref="vanilla", library=True) is not None
     assert summary(method="vanilla", method_ref="vanilla", library=False) is None
     assert summary(method="mine", method_ref="ideas/mine.py", library=False) is None
     assert summary(method="vanilla", method_ref="vanilla") is not None  # an older record
     assert summary(method="mine", method_ref="ideas/mine.py:mine") is None
+    ref = reference_of({"kind": "aar.run", "run_id": "r-1", "dataset_key": "synt-1",
+                        "config": {"method": "vanilla", "method_ref": "vanilla",
+                                   "weak": "w", "strong": "s", "params": {"l2": 1.0}},
+                        "seeds": [{"scores": {"test_public": {"accuracy": 0.7,
+                                                              "pgr": float("nan")}}}]})
+    assert ref is not None and ref.dataset == "synt-1" and ref.params == {"l2": 1.0}
+    assert ref.seeds == [{"test_public": {"accuracy": 0.7, "pgr": None}}]  # NaN: no JSON
+    assert reference_of({"kind": "other"}) is None and reference_of([1]) is None

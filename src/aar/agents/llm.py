@@ -42,7 +42,8 @@ Resume (``resume=True``, the CLI's ``--resume``) rebuilds the conversation and t
   called straight away. ``first_message`` is only used for an empty transcript.
 
 Budgets are checked before every model call and every tool call; the model never holds
-the :class:`Budget`. A tool flagged ``counts_as_eval`` charges one evaluation when it
+the :class:`Budget`. A tool flagged ``counts_as_eval`` charges its evaluations (one per
+seed, as the server counts them) when it
 succeeds. When a limit is reached the remaining tool calls of the turn are answered "not
 run", and the harness writes the final note itself: why it stopped, the usage and
 $/hour, the last assistant message and the last tool calls. If the dollars and tokens left
@@ -63,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aar.contracts.events import StopReason
 from aar.errors import AarError
 
 from .backends.base import (
@@ -115,7 +117,7 @@ _STOP_TEXT = {
 
 @dataclass(frozen=True)
 class Outcome:
-    reason: str  # "done" | "budget:<seconds|usd|tokens|evals>" | "error" | "failures"
+    reason: StopReason
     final_note: str
     usage: Usage
     error: str | None = None
@@ -276,8 +278,8 @@ def replay(events: Sequence[dict[str, Any]]) -> _Replay:
                                           bool(ev.get("is_error", False)))
             if ev.get("status") not in ("skipped", "interrupted"):
                 usage.tool_calls += 1
-            if ev.get("charged_eval"):
-                usage.evals += 1
+            # "evals" since evaluations are counted per seed; before, a bool per call
+            usage.evals += int(ev.get("evals", 1 if ev.get("charged_eval") else 0))
             if pending is not None and all(c.id in results for c in pending.tool_calls):
                 flush(False)
     flush(True)
@@ -503,7 +505,7 @@ class LLMResearcher:
                     True)
                 self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
                              "content": result.content, "is_error": True,
-                             "status": "interrupted", "charged_eval": False})
+                             "status": "interrupted", "evals": 0})
                 results.append(result)
             else:
                 results.append(self._call_tool(call)[0])
@@ -519,7 +521,7 @@ class LLMResearcher:
                 turn = self._call_model(messages, self._output_cap(None), "auto")
             except BackendError as exc:
                 self._write({"type": "error", "message": str(exc), "status": exc.status})
-                return self._finish("error", messages, error=str(exc))
+                return self._finish(StopReason.ERROR, messages, error=str(exc))
             messages.append(turn)
             if turn.tool_calls:
                 done = [self._call_tool(call) for call in turn.tool_calls]
@@ -533,18 +535,19 @@ class LLMResearcher:
                     _drop_echo(messages)
                 if self._failed(f"{'repeated' if 'repeated' in checks else 'malformed'} "
                                   f"tool calls ({', '.join(checks)})"):
-                    return self._finish("failures", messages, error=self._fail_reason)
+                    return self._finish(StopReason.FAILURES, messages, error=self._fail_reason)
                 continue
             if turn.stop_reason in ("max_tokens", "length") and cutoffs < _MAX_CUTOFF_NUDGES:
                 cutoffs += 1
                 self._user(messages, CONTINUE_AFTER_CUTOFF, "continue")
                 continue
             if turn.stop_reason == "refusal":
-                return self._finish("error", messages, error="the model refused to continue")
+                return self._finish(StopReason.ERROR, messages,
+                                    error="the model refused to continue")
             if not self.nudge:
-                return self._finish("done", messages)
+                return self._finish(StopReason.DONE, messages)
             if self._failed("a turn without a tool call"):
-                return self._finish("failures", messages, error=self._fail_reason)
+                return self._finish(StopReason.FAILURES, messages, error=self._fail_reason)
             tools = ", ".join(signature(t) for t in self.tools)
             self._user(messages, NO_TOOL_NUDGE.replace("{tools}", tools), "nudge")
 
@@ -643,7 +646,7 @@ class LLMResearcher:
                                 f"not run: the {which} budget is exhausted", True)
             self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
                          "content": result.content, "is_error": True, "status": "skipped",
-                         "charged_eval": False})
+                         "evals": 0})
             self._last_tools.append((call, result))
             return result, "skipped"
         key = (call.name, json.dumps(call.arguments, sort_keys=True, default=str))
@@ -658,7 +661,7 @@ class LLMResearcher:
                 else "Take the next step with another tool."), True)
             self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
                          "content": result.content, "is_error": True, "status": "error",
-                         "check": "repeated", "charged_eval": False})
+                         "check": "repeated", "evals": 0})
             self._last_tools.append((call, result))
             return result, "repeated"
         self._write({"type": "tool_start", "call_id": call.id, "name": call.name})
@@ -672,13 +675,13 @@ class LLMResearcher:
         if self.call_hints and check in MALFORMED:
             outcome = replace(outcome, content=outcome.content + self._hint(check, tool, call))
         self.budget.charge_tool_call()
-        if outcome.charged_eval:
-            self.budget.charge_eval()
+        if outcome.evals:
+            self.budget.charge_eval(outcome.evals)
         event: dict[str, Any] = {
             "type": "tool_result", "call_id": call.id, "name": call.name,
             "content": outcome.content, "is_error": outcome.is_error,
             "status": "error" if outcome.is_error else "ok", "check": check,
-            "charged_eval": outcome.charged_eval,
+            "evals": outcome.evals,
             "duration_s": round(time.monotonic() - t0, 3),
         }
         if outcome.traceback:
@@ -745,15 +748,15 @@ class LLMResearcher:
             else:
                 messages.append(turn)
                 model_note = turn.text.strip() or None
-        return self._finish(f"budget:{which}", messages, model_note=model_note, error=error)
+        return self._finish(StopReason.budget(which), messages, model_note=model_note, error=error)
 
-    def _summary(self, reason: str, messages: Sequence[Message], error: str | None) -> str:
+    def _summary(self, reason: StopReason, messages: Sequence[Message], error: str | None) -> str:
         u = self.budget.usage()
-        if reason == "done":
+        if reason == StopReason.DONE:
             head = "The researcher finished (it ended its turn without calling a tool)."
-        elif reason == "failures":
+        elif reason == StopReason.FAILURES:
             head = f"The run stopped: {error}."
-        elif reason == "error":
+        elif reason == StopReason.ERROR:
             head = f"The run stopped on an error: {error}."
         else:
             which = reason.split(":", 1)[1]
@@ -784,9 +787,9 @@ class LLMResearcher:
                          "priced with [default]. Add it to $AAR_HOME/prices.toml.")
         last = next((m for m in reversed(messages) if isinstance(m, AssistantTurn)
                      and m.text.strip()), None)
-        if last is not None and reason != "done":
+        if last is not None and reason != StopReason.DONE:
             lines.append(f"Last assistant message: {_short(last.text)}")
-        if self._last_tools and reason != "done":
+        if self._last_tools and reason != StopReason.DONE:
             shown = "; ".join(
                 f"{c.name}({_short(json.dumps(c.arguments), 120)}) -> "
                 f"{'error' if r.is_error else 'ok'}: {_short(r.content, 160)}"
@@ -794,10 +797,10 @@ class LLMResearcher:
             lines.append(f"Last tool calls: {shown}")
         return "\n".join(lines)
 
-    def _finish(self, reason: str, messages: Sequence[Message], *,
+    def _finish(self, reason: StopReason, messages: Sequence[Message], *,
                 model_note: str | None = None, error: str | None = None) -> Outcome:
         note = self._summary(reason, messages, error)
-        if reason == "done":
+        if reason == StopReason.DONE:
             last = messages[-1] if messages else None
             if isinstance(last, AssistantTurn) and last.text.strip():
                 note = last.text.strip() + "\n\n" + note

@@ -6,7 +6,9 @@ same validation and error handling as the researcher loop: bad arguments, a
 :class:`~aar.agents.tools.ToolError` or a crash come back as an ``is_error`` result, an
 unknown tool as an MCP error. With a ``budget`` the server enforces it outside the agent's
 reach: once a limit is reached every call is refused, and ``counts_as_eval`` tools charge
-an evaluation. ``serve_stdio(tools)`` serves it on stdin/stdout (``aar mcp``).
+their evaluations (one per seed). A declared tool (:mod:`aar.agents.tooldecl`) is listed
+with MCP's hints from its declaration (read-only; may replace workspace files).
+``serve_stdio(tools)`` serves it on stdin/stdout (``aar mcp``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from .budget import Budget
+from .tooldecl import Arg, Resource
 from .tools import Tool, execute, tool_index
 
 INVALID_PARAMS = -32602
@@ -41,7 +44,8 @@ def build_mcp_server(
     if budget is not None:
         budget.start()
     listed = [
-        types.Tool(name=t.name, description=t.description, input_schema=t.input_schema)
+        types.Tool(name=t.name, description=t.description, input_schema=t.input_schema,
+                   annotations=_annotations(t))
         for t in tools
     ]
 
@@ -63,12 +67,25 @@ def build_mcp_server(
             lambda: execute(tool, params.name, args, max_chars=max_output_chars))
         if budget is not None:
             budget.charge_tool_call()
-            if outcome.charged_eval:
-                budget.charge_eval()
+            if outcome.evals:
+                budget.charge_eval(outcome.evals)
         return _result(outcome.content, outcome.is_error)
 
     return Server(name, version=version, instructions=instructions,
                   on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def _annotations(tool: Tool) -> types.ToolAnnotations | None:
+    """MCP's hints from the tool's declaration (none for a tool made by hand): read-only,
+    or whether it may replace files (a path it writes, or code it runs in the workspace)."""
+    d = tool.decl
+    if d is None:
+        return None
+    if d.read_only:
+        return types.ToolAnnotations(read_only_hint=True)
+    replaces = Arg.WRITTEN_PATH in d.args.values() or (
+        d.runs is not None and Resource.WORKSPACE in d.writes)
+    return types.ToolAnnotations(read_only_hint=False, destructive_hint=replaces)
 
 
 def _result(text: str, is_error: bool) -> types.CallToolResult:

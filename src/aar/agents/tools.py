@@ -1,7 +1,9 @@
 """Generic tool machinery: a tool is a name, a description, a JSON schema and a handler.
 
-The concrete tools (workspace files, sandbox, evaluation server, forum, ...) are built
-elsewhere and handed to the researcher loop or the MCP server as a list of :class:`Tool`.
+The concrete tools (workspace files, sandbox, evaluation server, forum, ...) are declared
+elsewhere with :func:`aar.agents.tooldecl.tool` (the schema derived from the typed
+signature, the effects stated) and handed to the researcher loop or the MCP server as a
+list of :class:`Tool`.
 A handler takes the parsed arguments and returns text. It raises :class:`ToolError` for
 an error the model caused or can act on; the loop and the MCP server turn it (and any
 other exception) into an error result for the model, never a crash.
@@ -13,7 +15,10 @@ import json
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tooldecl import ToolDecl
 
 ToolHandler = Callable[[dict[str, Any]], str]
 
@@ -37,8 +42,10 @@ class Tool:
     """A tool the researcher can call.
 
     ``parameters`` is a JSON schema of ``type: object``; ``counts_as_eval`` marks a tool
-    whose successful call spends one evaluation of the researcher's budget (the loop and
-    the MCP server charge it, the handler does not have to).
+    whose successful call spends server evaluations from the researcher's budget, one per
+    submission the server scored (see :func:`evaluations_spent`; the loop and the MCP
+    server charge them, the handler does not have to). ``decl``: the declaration the
+    tool was made from (what it reads and writes), None for a tool made by hand.
     """
 
     name: str
@@ -46,6 +53,7 @@ class Tool:
     parameters: dict[str, Any]
     handler: ToolHandler = field(repr=False, compare=False)
     counts_as_eval: bool = False
+    decl: ToolDecl | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -127,7 +135,7 @@ def validate_arguments(tool: Tool, args: Any) -> list[str]:
 class ToolOutcome:
     content: str
     is_error: bool
-    charged_eval: bool = False
+    evals: int = 0  # server evaluations the call spent (one per seed)
     traceback: str | None = None
 
 
@@ -165,9 +173,26 @@ def execute(
         return ToolOutcome(
             truncate(f"{name} raised an internal error: {type(exc).__name__}: {exc}", max_chars),
             True, traceback=traceback.format_exc())
+    evals = evaluations_spent(tool, result)
     if not isinstance(result, str):
         result = json.dumps(result, default=str)
-    return ToolOutcome(truncate(result, max_chars), False, charged_eval=tool.counts_as_eval)
+    return ToolOutcome(truncate(result, max_chars), False, evals=evals)
+
+
+def evaluations_spent(tool: Tool, result: Any) -> int:
+    """Evaluations a successful call of ``tool`` spent: one per submission the server
+    scored (one per seed), i.e. the ``submission_ids`` its result (a mapping, or its JSON
+    text) lists (1 when it lists none); 0 for a tool that spends none. One evaluation is
+    the unit of every evaluation budget in aar, the server's included."""
+    if not tool.counts_as_eval:
+        return 0
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            return 1
+    ids = result.get("submission_ids") if isinstance(result, Mapping) else None
+    return len(ids) if isinstance(ids, list) and ids else 1
 
 
 def tool_index(tools: Sequence[Tool]) -> dict[str, Tool]:

@@ -10,13 +10,16 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from aar.errors import AarError
 from aar.util import make_console
+
+if TYPE_CHECKING:
+    from aar.client import Client
 
 console = make_console()
 err = make_console(stderr=True)
@@ -47,7 +50,8 @@ def resolve_run(run: str | None) -> Any:
 
 
 @contextmanager
-def admin_client(server: str | None, token: str | None, paths: Any = None) -> Iterator[Any]:
+def admin_client(server: str | None, token: str | None, paths: Any = None
+                 ) -> Iterator[Client]:
     """An admin client. Without ``--server`` and ``--token``: the run's server and admin
     token (``run.json``, ``secrets.json``); when the run's own server is gone (a finished
     run), one is started here on the same database for as long as the command runs."""
@@ -101,24 +105,22 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Flags with their evidence, newest first (default: the open ones)."""
         with admin_client(server, token) as c:
-            items = c.flags(agent=agent, state=state, limit=limit)["items"]
+            items = c.flags(agent=agent, state=state, limit=limit).items
         if as_json:
-            print(json.dumps(items, indent=1))
+            print(json.dumps([f.as_dict() for f in items], indent=1))
             return
         t = Table("id", "agent", "kind", "severity", "source", "state", "finding",
                   "submission", "evidence", show_lines=True)
         for f in items:
-            t.add_row(str(f["id"]), f["agent"], f["kind"], f["severity"], f["source"],
-                      f["state"], str(f["finding"] or ""), str(f["submission"] or ""),
-                      f["evidence"])
+            t.add_row(str(f.id), f.agent, f.kind, f.severity, f.source, f.state,
+                      str(f.finding or ""), str(f.submission or ""), f.evidence)
         console.print(t if items else f"no {state or ''} flags".replace("  ", " "))
 
     def _review(flag_id: int, decision: str, reason: str, server: str | None,
                 token: str | None) -> None:
         with admin_client(server, token) as c:
             f = c.review_flag(flag_id, decision, reason)
-        console.print(f"flag {f['id']} ({f['kind']} of {f['agent']}) {f['state']}: "
-                      f"{f['reason']}")
+        console.print(f"flag {f.id} ({f.kind} of {f.agent}) {f.state}: {f.reason}")
 
     @review_app.command("accept")
     def review_accept(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aar.agents.backends import Backend, UserTurn
+from aar.contracts.flags import Severity
 from aar.errors import AarError
 from aar.research.layout import RunPaths
 
@@ -43,8 +44,8 @@ class Verdict:
         return self.score >= self.threshold
 
     @property
-    def severity(self) -> str:
-        return "high" if self.score >= 0.8 else "medium"
+    def severity(self) -> Severity:
+        return Severity.HIGH if self.score >= 0.8 else Severity.MEDIUM
 
     def evidence(self) -> str:
         where = "" if self.quote_found else " (quote not found verbatim in the transcript)"
@@ -109,7 +110,7 @@ def transcript_text(paths: RunPaths, agent: str, result_chars: int = 800) -> str
                              f"{str(ev.get('content', ''))[:result_chars]}")
         return "\n".join(lines)
     for ev in paths.read_events(agent):
-        data = {k: v for k, v in ev.items() if k not in ("t", "agent", "kind")}
-        lines.append(f"{ev.get('kind', '?').upper()}: "
+        data = ev.payload()
+        lines.append(f"{ev.kind.upper()}: "
                      f"{json.dumps(data, ensure_ascii=False, default=str)[:result_chars]}")
     return "\n".join(lines)

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from aar.client import Client
+from aar.contracts.api import BoardEntryOut, LeaderboardOut, ReferenceRowOut
+from aar.contracts.events import Evaluation, Finding, SandboxRun, Usage
 from aar.data.canary import is_canary
 from aar.data.splits import PUBLIC
 from aar.errors import AarError
@@ -175,21 +177,21 @@ def library_records(dataset: str, weak: str, strong: str) -> list[dict[str, Any]
     return list(newest.values())
 
 
-def board_pgr(entry: dict[str, Any], board: dict[str, Any]) -> tuple[str, str]:
+def board_pgr(entry: BoardEntryOut | ReferenceRowOut, board: LeaderboardOut
+              ) -> tuple[str, str]:
     """A leaderboard row's PGR and its interval (or, where the server gives only that,
     its standard error); "gap too small" where the server says the gap is."""
-    pgr = _real(entry.get("pgr"))
+    pgr = _real(entry.pgr)
     if pgr is None:
-        small = entry.get("gap_ok") is False or board.get("gap_ok") is False or \
-            entry.get("status") == GAP_TOO_SMALL
+        small = not board.gap_ok or (isinstance(entry, BoardEntryOut)
+                                     and entry.status == GAP_TOO_SMALL)
         return (GAP_TOO_SMALL if small else "n/a"), ""
-    low = _real(entry.get("pgr_low"))
-    high = _real(entry.get("pgr_high"))
-    if low is None and isinstance(entry.get("pgr_ci"), dict):
-        low, high = _real(entry["pgr_ci"].get("low")), _real(entry["pgr_ci"].get("high"))
+    low = high = None
+    if entry.pgr_ci is not None:
+        low, high = _real(entry.pgr_ci.low), _real(entry.pgr_ci.high)
     if low is not None and high is not None:
         return f"{pgr:.3f}", f"[{low:.3f}, {high:.3f}]"
-    se = _real(entry.get("pgr_se"))
+    se = _real(entry.pgr_se)
     return f"{pgr:.3f}", "" if se is None else f"SE {se:.3f}"
 
 
@@ -208,7 +210,7 @@ class Report:
     # ------------------------------------------------------------------ data
 
     def start(self) -> datetime | None:
-        times = [t for evs in self.events.values() for e in evs if (t := _t(e.get("t")))]
+        times = [t for evs in self.events.values() for e in evs if (t := _t(e.t))]
         return min(times) if times else None
 
     def best_over_time(self) -> dict[str, list[tuple[float, float]]]:
@@ -219,21 +221,22 @@ class Report:
             best: float | None = None
             pts: list[tuple[float, float]] = []
             for e in evs:
-                pgr, t = e.get("public_pgr"), _t(e.get("t"))
-                if e.get("kind") not in ("evaluation", "finding") or not isinstance(
-                        pgr, int | float) or t is None or t0 is None:
+                if not isinstance(e, Evaluation | Finding):
+                    continue
+                pgr, t = e.public_pgr, _t(e.t)
+                if pgr is None or t is None or t0 is None:
                     continue
                 if best is None or pgr > best:
                     best = float(pgr)
                     pts.append(((t - t0).total_seconds() / 3600, best))
             if pts:
-                last = _t(evs[-1].get("t"))
+                last = _t(evs[-1].t)
                 if last and t0:
                     pts.append(((last - t0).total_seconds() / 3600, pts[-1][1]))
                 out[agent] = pts
         return out
 
-    def board(self, split: str) -> dict[str, Any] | None:
+    def board(self, split: str) -> LeaderboardOut | None:
         if self.admin is None or not self.info.get("dataset"):
             return None
         try:
@@ -273,22 +276,21 @@ class Report:
         rows = []
         for agent, evs in self.events.items():
             status = self.paths.read_status(agent)
-            usd = sum(float(e.get("usd") or 0) for e in evs if e.get("kind") == "usage")
-            tokens = sum(int(e.get("input_tokens") or 0) + int(e.get("output_tokens") or 0)
-                         for e in evs if e.get("kind") == "usage")
-            compute = sum(float(e.get("seconds") or 0) for e in evs
-                          if e.get("kind") == "sandbox_run")
+            usage = [e for e in evs if isinstance(e, Usage)]
+            usd = sum(float(e.usd or 0) for e in usage)
+            tokens = sum(int(e.input_tokens or 0) + int(e.output_tokens or 0) for e in usage)
+            compute = sum(float(e.seconds or 0) for e in evs if isinstance(e, SandboxRun))
             if status is not None:
                 usd, tokens = max(usd, status.usd), max(tokens, status.tokens)
                 compute = max(compute, status.compute_s)
-            times = [t for e in evs if (t := _t(e.get("t")))]
+            times = [t for e in evs if (t := _t(e.t))]
             hours = (max(times) - min(times)).total_seconds() / 3600 if times else 0.0
             rows.append({"agent": agent, "usd": usd, "tokens": tokens,
                          "compute_h": compute / 3600, "hours": hours,
                          "usd_per_hour": usd / hours if hours > 0 else None,
-                         "evals": sum(len(e.get("submission_ids") or []) for e in evs
-                                      if e.get("kind") == "evaluation"),
-                         "findings": sum(1 for e in evs if e.get("kind") == "finding")})
+                         "evals": sum(len(e.submission_ids) for e in evs
+                                      if isinstance(e, Evaluation)),
+                         "findings": sum(1 for e in evs if isinstance(e, Finding))})
         return rows
 
     def flags(self) -> list[dict[str, Any]]:
@@ -296,9 +298,9 @@ class Report:
         monitor's."""
         if self.admin is not None:
             try:
-                items = self.admin.flags(limit=200)["items"]
+                items = self.admin.flags(limit=200).items
                 # an agent's name on the server is its own
-                return [f for f in items if f["agent"] in self.events]
+                return [f.as_dict() for f in items if f.agent in self.events]
             except AarError:
                 pass
         path = self.paths.root / "oversight" / "flags.jsonl"
@@ -422,20 +424,20 @@ class Report:
                              ("public split (what researchers saw)", pub)):
             if board is None:
                 continue
-            rows = [[str(e["rank"]), str(e["finding"]), e["author"], e["title"],
-                     *board_pgr(e, board), str(e["n_seeds"])]
-                    for e in board["entries"][:TOP]]
-            if len(board["entries"]) > TOP:
-                rows.append(["…", "", "", f"{len(board['entries']) - TOP} more", "", "", ""])
-            rows += [[f"T{e.get('rank') or ''}", str(e["finding"]), e["author"],
-                      f"{e['title']} (transductive, ranked apart)", *board_pgr(e, board),
-                      str(e["n_seeds"])] for e in (board.get("transductive") or [])[:TOP]]
-            rows += [["", "", "", r["name"], *board_pgr(r, board),
-                      str(r.get("n_seeds", ""))] for r in board["reference"]]
-            held = board.get("held", [])
+            rows = [[str(e.rank), str(e.finding), e.author, e.title,
+                     *board_pgr(e, board), str(e.n_seeds)]
+                    for e in board.entries[:TOP]]
+            if len(board.entries) > TOP:
+                rows.append(["…", "", "", f"{len(board.entries) - TOP} more", "", "", ""])
+            rows += [[f"T{e.rank or ''}", str(e.finding), e.author,
+                      f"{e.title} (transductive, ranked apart)", *board_pgr(e, board),
+                      str(e.n_seeds)] for e in board.transductive[:TOP]]
+            rows += [["", "", "", r.name, *board_pgr(r, board),
+                      "" if r.n_seeds is None else str(r.n_seeds)] for r in board.reference]
+            held = board.held
             s.text(f"**{label}**; {len(held)} finding(s) held off by flags"
-                   + (f": {', '.join(str(h['finding']) for h in held)}" if held else "")
-                   + ("" if board.get("gap_ok", True) else
+                   + (f": {', '.join(str(h.finding) for h in held)}" if held else "")
+                   + ("" if board.gap_ok else
                       f"; {GAP_TOO_SMALL}: the ceiling does not beat the weak teacher by "
                       f"{MIN_GAP} with 95% confidence, so no PGR is ranked"))
             s.table(["rank", "finding", "author", "title / reference", "PGR",
@@ -448,20 +450,20 @@ class Report:
         out.append(self._flags_section())
         return out
 
-    def _canary_check(self, board: dict[str, Any] | None) -> str:
+    def _canary_check(self, board: LeaderboardOut | None) -> str:
         """The best private accuracy on the canary against chance (trusted: reads the
         vault's class balance)."""
         from aar.data.canary import above_chance
         from aar.data.prepare import prepare
 
-        entries = [e for e in (board or {}).get("entries", []) if e.get("accuracy")]
+        entries = [(e, e.accuracy) for e in (board.entries if board else []) if e.accuracy]
         if not entries:
             return "No ranked result to check against chance."
         y = prepare(str(self.info["dataset"])).vault.split_labels("test_private")
-        best = max(entries, key=lambda e: e["accuracy"])
-        z = above_chance(best["accuracy"], len(y), float(y.mean()))
+        best, accuracy = max(entries, key=lambda x: x[1])
+        z = above_chance(accuracy, len(y), float(y.mean()))
         verdict = "**above chance: the labels leaked**" if z > 3 else "at chance, as it must be"
-        return (f"Best private accuracy {best['accuracy']:.3f} (finding {best['finding']}) vs "
+        return (f"Best private accuracy {accuracy:.3f} (finding {best.finding}) vs "
                 f"chance {max(y.mean(), 1 - y.mean()):.3f}: z = {z:.1f}, {verdict}.")
 
     def _verification_section(self) -> Section:

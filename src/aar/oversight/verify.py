@@ -31,7 +31,8 @@ A cell whose weak-to-ceiling gap (or its interval's low end) is below
 :data:`aar.w2s.metrics.MIN_GAP` has no PGR: it is shown as "gap too small" and never
 averaged. ``held`` is the mean PGR of the fresh re-runs whose gap is large enough;
 ``gap`` is what the researcher saw minus it. The table goes to ``verify.json`` in the run
-directory.
+directory and to the run's server (``POST /api/v1/admin/verifications``), whose dashboard
+shows it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aar.client import Client
+from aar.contracts.api import BoardEntryOut, EvaluationOut
 from aar.data.canary import base_ref
 from aar.data.registry import TESTBED, default_encoders
 from aar.data.splits import PRIVATE, PUBLIC
@@ -300,14 +302,26 @@ class VerifyConfig:
     timeout_s: float = 1800.0
 
 
-def _public_key(entry: dict[str, Any]) -> tuple[float, float, int]:
+def _public_key(entry: BoardEntryOut) -> tuple[float, float, int]:
     """Sort key of a public-board entry: best public accuracy first (PGR breaks a tie
     only where accuracy is missing), then the older finding."""
-    acc = entry.get("accuracy")
-    pgr = entry.get("pgr")
-    return (-(float(acc) if isinstance(acc, int | float) and math.isfinite(acc) else -1.0),
-            -(float(pgr) if isinstance(pgr, int | float) and math.isfinite(pgr) else -1e9),
-            int(entry["finding"]))
+    acc, pgr = entry.accuracy, entry.pgr
+    return (-(float(acc) if acc is not None and math.isfinite(acc) else -1.0),
+            -(float(pgr) if pgr is not None and math.isfinite(pgr) else -1e9),
+            entry.finding)
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A finding chosen for verification: its entry on the admin's exact public board,
+    and its rank there by the selection rule."""
+
+    entry: BoardEntryOut
+    public_rank: int
+
+    @property
+    def finding(self) -> int:
+        return self.entry.finding
 
 
 class Verifier:
@@ -330,17 +344,17 @@ class Verifier:
                            "research run?")
         return str(ds)
 
-    def top_findings(self) -> list[dict[str, Any]]:
+    def top_findings(self) -> list[Chosen]:
         """The run's ranked result findings with the best mean **public** accuracy (the
         admin's exact public board); see :func:`selection_rule`."""
         if self.cfg.top < 1:
             raise AarError("verify at least one finding (--top)")
         authors = set(self.paths.agents())
         board = self.admin.leaderboard(self.dataset(), split="public")
-        listed = [*board["entries"], *(board.get("transductive") or [])]  # ranked apart
-        entries = [e for e in listed if not authors or e["author"] in authors]
+        listed = [*board.entries, *board.transductive]  # ranked apart
+        entries = [e for e in listed if not authors or e.author in authors]
         ranked = sorted(entries, key=_public_key)
-        return [{**e, "public_rank": k} for k, e in enumerate(ranked, 1)][: self.cfg.top]
+        return [Chosen(e, k) for k, e in enumerate(ranked, 1)][: self.cfg.top]
 
     def targets(self, dataset: str, weak: str, strong: str) -> list[Target]:
         out = [Target(FRESH, dataset, weak, strong, halves=(PRIVATE,)),
@@ -362,29 +376,30 @@ class Verifier:
         if text not in self._notes:
             self._notes.append(text)
 
-    def verify_finding(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def verify_finding(self, chosen: Chosen) -> dict[str, Any]:
         from aar.data.prepare import prepare
         from aar.w2s.scoring import Scorer
 
-        fid = int(entry["finding"])
+        entry = chosen.entry
+        fid = entry.finding
         finding = self.admin.finding(fid)
-        metrics = finding.get("claimed_metrics") or {}
+        metrics = finding.claimed_metrics
         dataset = self.dataset()
         weak, strong = encoders(dataset, metrics.get("weak"), metrics.get("strong"))
         claimed = metrics.get("params")
         params: dict[str, Any] = dict(claimed) if isinstance(claimed, dict) else {}
-        if not finding.get("archive"):
+        if not finding.archive:
             raise AarError(f"finding {fid} has no code snapshot to re-run")
-        code = read_method(self.admin.download_archive(finding["archive"]))
+        code = read_method(self.admin.download_archive(finding.archive))
         if code is None:
             raise AarError(f"finding {fid}'s code snapshot holds no method.py")
         out_dir = self.paths.root / "verify" / f"finding-{fid}"
         out_dir.mkdir(parents=True, exist_ok=True)
         method_file = out_dir / "method.py"
         method_file.write_text(code)
-        subs = sorted((self.admin.evaluation(int(s)) for s in finding.get("submissions") or []),
-                      key=lambda s: (s.get("seed") is None, s.get("seed") or 0, s["id"]))
-        used = [int(s["seed"]) for s in subs if s.get("seed") is not None]
+        subs = sorted((self.admin.evaluation(s) for s in finding.submissions),
+                      key=lambda s: (s.seed is None, s.seed or 0, s.id))
+        used = [s.seed for s in subs if s.seed is not None]
         scorer = Scorer.of(prepare(dataset), weak, strong)
         cells: dict[str, Cell] = {}
 
@@ -418,12 +433,12 @@ class Verifier:
         held_mean, used_cells, left_out = what_held(cells)
         seen, private = cells[SEEN].mean, cells[PRIVATE_EST].mean
         return {
-            "finding": fid, "title": finding.get("title"), "author": finding.get("author"),
+            "finding": fid, "title": finding.title, "author": finding.author,
             "method": metrics.get("method"), "params": params, "weak": weak,
-            "strong": strong, "transductive": True if entry.get("transductive") else
+            "strong": strong, "transductive": True if entry.transductive else
             declared_transductive(code),
-            "public_rank": entry.get("public_rank"),
-            "public_accuracy": entry.get("accuracy"),
+            "public_rank": chosen.public_rank,
+            "public_accuracy": entry.accuracy,
             "seeds_seen": used, "seeds_fresh": seeds,
             "cells": {k: c.as_dict() for k, c in cells.items()},
             "reproduces": reproduces,
@@ -436,12 +451,12 @@ class Verifier:
     def run(self) -> dict[str, Any]:
         self._rows = []
         self._notes = []
-        for entry in self.top_findings():
+        for chosen in self.top_findings():
             try:
-                row = self.verify_finding(entry)
+                row = self.verify_finding(chosen)
             except AarError as exc:
-                row = {"finding": entry["finding"], "title": entry.get("title"),
-                       "author": entry.get("author"), "public_rank": entry.get("public_rank"),
+                row = {"finding": chosen.finding, "title": chosen.entry.title,
+                       "author": chosen.entry.author, "public_rank": chosen.public_rank,
                        "error": str(exc).splitlines()[0]}
             self._rows.append(row)
         return self._save()
@@ -454,29 +469,44 @@ class Verifier:
                   "config": asdict(self.cfg), "selection": selection_rule(self.cfg.top),
                   "min_gap": MIN_GAP, "notes": list(self._notes), "rows": rows}
         atomic_write_json(self.paths.root / "verify.json", result)
+        self._post(result)
         return result
 
+    def _post(self, result: dict[str, Any]) -> None:
+        """Send the table to the run's server, where the dashboard shows it (the server
+        reads no run folder); a server that refuses it costs the table nothing."""
+        try:
+            self.admin.post_verification(result)
+        except AarError as exc:
+            self.progress("the verification table was not posted to the server: "
+                          f"{str(exc).splitlines()[0]}")
 
-def _same(row: np.ndarray, sub: dict[str, Any], scorer: Scorer) -> bool:
+
+def _accuracy(sub: EvaluationOut, half: str) -> float | None:
+    """A submission's accuracy on a test half (the admin's view carries it), or None."""
+    if sub.scores is None:
+        return None
+    split = {PUBLIC: sub.scores.test_public, PRIVATE: sub.scores.test_private}.get(half)
+    return None if split is None else split.accuracy
+
+
+def _same(row: np.ndarray, sub: EvaluationOut, scorer: Scorer) -> bool:
     """Whether a re-run row is the submitted prediction vector: by the server's digest
     when it gives one, else by the accuracy on both halves."""
-    if sub.get("sha256"):
-        return row_sha256(row) == sub["sha256"]
+    if sub.sha256:
+        return row_sha256(row) == sub.sha256
     stored = np.asarray(row, dtype=np.float32).astype(np.float64)
-    scores = sub.get("scores") or {}
     return all(
-        isinstance((scores.get(h) or {}).get("accuracy"), int | float)
-        and abs(float(scorer.correct(stored, h).mean()) - scores[h]["accuracy"]) < 1e-9
+        (acc := _accuracy(sub, h)) is not None
+        and abs(float(scorer.correct(stored, h).mean()) - acc) < 1e-9
         for h in WHOLE)
 
 
-def server_cell(label: str, scorer: Scorer, subs: list[dict[str, Any]], half: str) -> Cell:
+def server_cell(label: str, scorer: Scorer, subs: list[EvaluationOut], half: str) -> Cell:
     """A half's cell from the server's per-submission accuracies, when the submitted
     predictions could not be reproduced: the PGR of their mean accuracy against the same
     baselines, without an interval (the predictions themselves are not at hand)."""
-    accs = [float(a) for s in subs
-            if isinstance(a := ((s.get("scores") or {}).get(half) or {}).get("accuracy"),
-                          int | float)]
+    accs = [float(a) for s in subs if (a := _accuracy(s, half)) is not None]
     if not accs:
         return Cell(label, None, status="n/a", halves=[half], note="no scored submission")
     b = scorer.bootstrap(scorer.weak_probs, half)  # the baselines' gap and interval

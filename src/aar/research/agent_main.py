@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aar.client import Client
+from aar.contracts.events import ResearcherState, StopReason
 from aar.errors import AarError
 from aar.execution import ExecutorConfig, make_executor
 from aar.research.context import Researcher
@@ -109,10 +110,9 @@ def run_llm(r: Researcher, direction: Direction, info: RunInfo, deadline: float
         backend = make_backend(info["backend"], info.get("model"),
                                base_url=info.get("base_url"),
                                max_retries=int(info.get("max_retries", 6)))
-    max_evals = info.get("max_evals")
     budget = Budget(max_seconds=max(deadline - time.time(), 1.0),
                     max_usd=info.get("budget_usd"), max_tokens=info.get("max_tokens"),
-                    max_evals=None if max_evals is None else max(max_evals // 5, 1))
+                    max_evals=info.get("max_evals"))  # server evaluations, as the server counts
     usage_seen = {"usd": 0.0}
 
     def on_event(ev: dict[str, Any]) -> None:
@@ -124,7 +124,7 @@ def run_llm(r: Researcher, direction: Direction, info: RunInfo, deadline: float
             usage_seen["usd"] = budget.usage().usd
         elif ev.get("type") in ("compaction", "end"):
             r.event("llm_stats", **llm.stats())
-        _write_status(r, direction, "running", usd=budget.usage().usd,
+        _write_status(r, direction, ResearcherState.RUNNING, usd=budget.usage().usd,
                       tokens=budget.usage().total_tokens, llm_s=llm_s())
 
     def llm_s() -> float:  # a local model's calls are this machine's compute
@@ -141,7 +141,7 @@ def run_llm(r: Researcher, direction: Direction, info: RunInfo, deadline: float
                         max_tool_output_chars=LOCAL_TOOL_CHARS if local else 50_000,
                         final_note_tokens=LOCAL_MAX_OUTPUT if local else 2048)
     r.event("start", direction=direction.title, backend=info["backend"])
-    _write_status(r, direction, "running")
+    _write_status(r, direction, ResearcherState.RUNNING)
     try:
         out = llm.run(LOCAL_FIRST if local else
                       "Begin your research. Start by reading README.md and the forum.")
@@ -151,12 +151,14 @@ def run_llm(r: Researcher, direction: Direction, info: RunInfo, deadline: float
     u = out.usage
     r.event("stop", reason=out.reason, final_note=out.final_note, usd=u.usd,
             tokens=u.total_tokens, usd_per_hour=u.usd_per_hour, stats=out.stats)
-    _write_status(r, direction, "failed" if out.reason == "error" else "stopped",
+    _write_status(r, direction, ResearcherState.FAILED if out.reason == StopReason.ERROR
+                  else ResearcherState.STOPPED,
                   reason=out.reason, usd=u.usd, tokens=u.total_tokens, llm_s=llm_s())
     return out.final_note
 
 
-def _write_status(r: Researcher, direction: Direction, state: str, reason: str = "",
+def _write_status(r: Researcher, direction: Direction, state: ResearcherState,
+                  reason: str = "",
                   usd: float | None = None, tokens: int | None = None,
                   llm_s: float = 0.0) -> None:
     old = r.paths.read_status(r.name)
@@ -204,14 +206,14 @@ def _research(r: Researcher, direction: Direction, info: RunInfo,
             signal.signal(signal.SIGTERM, _interrupt)
             note = run_llm(r, direction, info, args.deadline)
     except AarError as exc:
-        r.event("stop", reason="error", final_note=f"{args.name} failed: {exc}")
-        _write_status(r, direction, "failed", reason=str(exc)[:500])
+        r.event("stop", reason=StopReason.ERROR, final_note=f"{args.name} failed: {exc}")
+        _write_status(r, direction, ResearcherState.FAILED, reason=str(exc)[:500])
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        r.event("stop", reason="stopped by the orchestrator",
+        r.event("stop", reason=StopReason.ORCHESTRATOR,
                 final_note=f"{args.name} was stopped by the orchestrator.")
-        _write_status(r, direction, "stopped", reason="stopped by the orchestrator")
+        _write_status(r, direction, ResearcherState.STOPPED, reason=StopReason.ORCHESTRATOR)
         return 0
     print(note)
     return 0

@@ -30,6 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from aar.contracts.api import BoardEntryOut
+from aar.contracts.events import ResearcherState, StopReason
 from aar.errors import AarError
 from aar.research import genome as G
 from aar.research.context import MIN_SEEDS, Researcher
@@ -64,7 +66,7 @@ class BuiltinResearcher:
         self.tried: set[str] = set()
         self.others: dict[int, dict[str, Any]] = {}
         self.cost_s: float | None = None  # running estimate of one candidate's wall time
-        self.state = "starting"
+        self.state = ResearcherState.STARTING
 
     # -- persistence -----------------------------------------------------------------
     def _load(self) -> None:
@@ -86,7 +88,7 @@ class BuiltinResearcher:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def status(self, state: str | None = None, reason: str = "") -> None:
+    def status(self, state: ResearcherState | None = None, reason: str = "") -> None:
         if state:
             self.state = state
         self.r.paths.write_status(AgentStatus(
@@ -101,11 +103,11 @@ class BuiltinResearcher:
         public PGR (earlier runs on the same server are not built on: a run starts fresh)."""
         board = self.r.client.leaderboard(self.r.dataset)
         new = self.r.client.findings(since=self.r.load_state().get("forum_seen"), limit=50)
-        self.r.save_state(forum_seen=new.get("now"))
-        entries = [*(board.get("entries") or []), *(board.get("transductive") or [])]
+        self.r.save_state(forum_seen=new.now)
+        entries = [*board.entries, *board.transductive]
         self.others.update(peer_results(entries, self.r.name, set(self.r.paths.agents())))
         self.r.event("forum_read", results_seen=len(self.others),
-                     new_findings=len(new.get("items", [])))
+                     new_findings=len(new.items))
 
     # -- choosing the next candidate ---------------------------------------------------
     def _own_ranked(self) -> list[dict[str, Any]]:
@@ -300,24 +302,24 @@ class BuiltinResearcher:
             old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
             for s in old:
                 signal.signal(s, _on_term)
-        reason = "done"
+        reason: str = StopReason.DONE
         try:
             init_workspace(self.r)
             self._load()
             self.r.event("start", direction=self.direction.title, resumed=bool(self.population),
                          families=list(self.families))
-            self.status("running")
+            self.status(ResearcherState.RUNNING)
             steps = 0
             while max_steps is None or steps < max_steps:
                 why = self._affordable()
                 if why is not None:
-                    reason = f"budget:{why}"
+                    reason = StopReason.budget(why)
                     break
                 self.step()
                 steps += 1
                 self.status()
         except StopRequested as exc:
-            reason = f"stopped by the orchestrator ({exc})"
+            reason = f"{StopReason.ORCHESTRATOR} ({exc})"
         except AarError as exc:
             reason = f"error: {str(exc).splitlines()[0][:300]}"
         finally:
@@ -328,19 +330,20 @@ class BuiltinResearcher:
         notes = self.r.workspace / "notes.md"
         with open(notes, "a", encoding="utf-8") as fh:
             fh.write(f"\n## Final note ({now_iso()})\n\n{note}\n")
-        self.status("failed" if reason.startswith("error") else "stopped", reason)
+        self.status(ResearcherState.FAILED if reason.startswith(StopReason.ERROR)
+                    else ResearcherState.STOPPED, reason)
         return note
 
 
-def peer_results(entries: list[dict[str, Any]], me: str,
+def peer_results(entries: list[BoardEntryOut], me: str,
                  peers: set[str]) -> dict[int, dict[str, Any]]:
     """Leaderboard entries by ``peers`` other than ``me`` that carry a genome and a PGR."""
     out = {}
     for e in entries:
-        g = (e.get("claimed") or {}).get("genome")
-        if e.get("author") in peers - {me} and isinstance(g, dict) and e.get("pgr") is not None:
-            out[int(e["finding"])] = {"genome": G.normalize(g), "pgr": float(e["pgr"]),
-                                      "author": e["author"], "finding": e["finding"]}
+        g = e.claimed.get("genome")
+        if e.author in peers - {me} and isinstance(g, dict) and e.pgr is not None:
+            out[e.finding] = {"genome": G.normalize(g), "pgr": float(e.pgr),
+                              "author": e.author, "finding": e.finding}
     return out
 
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from aar.client import Client
+from aar.contracts.api import ReleasedOut
+from aar.contracts.events import Evaluation, Event, Finding, SandboxRun
 from aar.data.store import Workspace
 from aar.errors import AarError
 from aar.execution import Executor, Experiment
@@ -149,8 +151,8 @@ def declared_transductive(path: Path, method_name: str | None = None) -> bool:
     return declared(path.read_text(errors="replace"), method_name) is not False
 
 
-def _max_pgr(answers: list[dict[str, Any]]) -> float | None:
-    pgrs = [float(a["pgr"]) for a in answers if a.get("pgr") is not None]
+def _max_pgr(answers: list[ReleasedOut | None]) -> float | None:
+    pgrs = [float(a.pgr) for a in answers if a is not None and a.pgr is not None]
     return max(pgrs) if pgrs else None
 
 
@@ -205,24 +207,25 @@ class Researcher:
         atomic_write_json(self.state_path, state)
         return state
 
-    def event(self, kind: str, **data: Any) -> dict[str, Any]:
+    def event(self, kind: str, **data: Any) -> Event:
+        """Log one event of this researcher (checked against its kind's model)."""
         return self.paths.append_event(self.name, kind, **data)
 
     def restore_counters(self) -> None:
         """Counters from the events already on disk (a resumed run keeps its tallies)."""
         for ev in self.paths.read_events(self.name):
-            if ev.get("kind") == "evaluation":
-                self.evals_used += len(ev.get("submission_ids") or [])
-                pgr = ev.get("public_pgr")
+            if isinstance(ev, Evaluation):
+                self.evals_used += len(ev.submission_ids)
+                pgr = ev.public_pgr
                 if pgr is not None and (self.best_pgr is None or pgr > self.best_pgr):
                     self.best_pgr = float(pgr)
-            elif ev.get("kind") == "finding":
+            elif isinstance(ev, Finding):
                 self.findings_posted += 1
-                pgr = ev.get("public_pgr")
+                pgr = ev.public_pgr
                 if pgr is not None and (self.best_pgr is None or pgr > self.best_pgr):
                     self.best_pgr = float(pgr)
-            elif ev.get("kind") == "sandbox_run":
-                self.compute_s += float(ev.get("seconds") or 0.0)
+            elif isinstance(ev, SandboxRun):
+                self.compute_s += float(ev.seconds or 0.0)
 
     # -- sandbox -------------------------------------------------------------------------
     def weak_test(self) -> np.ndarray:
@@ -291,24 +294,27 @@ class Researcher:
         transductive = declared_transductive(confine(self.workspace, rel, must_exist=True))
         ids = self.export.ids("test")
         method = (label or Path(rel).stem)[:128]
-        subs, answers = [], []
+        subs: list[int] = []
+        answers: list[ReleasedOut | None] = []
         for seed, row in zip(seeds, preds, strict=True):
             r = self.client.evaluate(self.dataset, row.tolist(), ids=ids, seed=seed,
                                      method=method, transductive=transductive)
             self.evals_used += 1
-            subs.append(int(r["id"]))
-            answers.append(r.get("public") or {})
+            subs.append(r.id)
+            answers.append(r.public)
         # The Ladder answers with the run's best released score; it releases a new one
         # only when a submission beats that best by its step.
         run_best = _max_pgr(answers)
-        mine = _max_pgr([a for a in answers if a.get("released")])
+        mine = _max_pgr([a for a in answers if a is not None and a.released])
         if mine is not None and (self.best_pgr is None or mine > self.best_pgr):
             self.best_pgr = mine
         self.event("evaluation", submission_ids=subs, method=method, file=rel, seeds=seeds,
                    params=params or {}, public_pgr=mine, released=mine is not None,
                    ladder_best_pgr=run_best, diagnostics=diag, transductive=transductive)
-        return {"submission_ids": subs, "seeds": seeds, "public": answers[-1] if answers
-                else {}, "released": any(a.get("released") for a in answers),
+        last = answers[-1] if answers else None
+        return {"submission_ids": subs, "seeds": seeds,
+                "public": last.as_dict() if last is not None else {},
+                "released": any(a is not None and bool(a.released) for a in answers),
                 "released_pgr": mine, "ladder_best_pgr": run_best,
                 "transductive": transductive, "diagnostics": diag}
 
@@ -343,19 +349,19 @@ class Researcher:
         self.findings_posted += 1
         pgr = None
         if type == "result":
-            pgr = self.result_pgr(int(f["id"]))
+            pgr = self.result_pgr(f.id)
             if pgr is not None and (self.best_pgr is None or pgr > self.best_pgr):
                 self.best_pgr = pgr
-        self.event("finding", finding_id=f["id"], title=title, type=type,
+        self.event("finding", finding_id=f.id, title=title, type=type,
                    builds_on=builds_on or [], public_pgr=pgr, file=file)
-        return {**f, "public_pgr": pgr}
+        return {**f.as_dict(), "public_pgr": pgr}
 
     def result_pgr(self, finding_id: int) -> float | None:
         """The leaderboard's public (coarsened) PGR of one of the result findings, ranked
         with the inductive results or apart with the transductive ones; None when it is
         hidden or the gap is too small for a PGR."""
         board = self.client.leaderboard(self.dataset)
-        for e in [*(board.get("entries") or []), *(board.get("transductive") or [])]:
-            if e.get("finding") == finding_id:
-                return None if e.get("pgr") is None else float(e["pgr"])
+        for e in [*board.entries, *board.transductive]:
+            if e.finding == finding_id:
+                return None if e.pgr is None else float(e.pgr)
         return None

@@ -10,13 +10,10 @@ verifier, the report and the dashboard; nothing here is secret except ``secrets.
             status.json     the researcher's latest state (see ``AgentStatus``)
             transcript.jsonl  the LLM conversation (LLM backends only)
 
-Event kinds (every event has ``t`` (ISO 8601 UTC), ``agent`` and ``kind``):
-``start`` {direction}; ``tool_call`` {tool, args, ok, result}; ``file_write`` {path};
-``sandbox_run`` {file, seeds, ok, diagnostics}; ``evaluation`` {submission_ids, method,
-file, seeds, public_pgr}; ``finding`` {finding_id, title, type, builds_on, public_pgr};
-``usage`` {input_tokens, output_tokens, usd, seconds}; ``llm_stats`` {calls by check and
-by tool, turns without a call, nudges, compactions, model seconds and output tokens/s};
-``stop`` {reason, final_note; LLM researchers: stats}.
+Events are the models of :mod:`aar.contracts.events` (the union ``Event``, keyed on
+``kind``): every event has ``t`` (ISO 8601 UTC), ``agent`` and ``kind``; the kinds are
+``start``, ``stop``, ``budget_stop``, ``tool_call``, ``usage``, ``llm_stats``,
+``file_write``, ``sandbox_run``, ``evaluation``, ``finding`` and ``forum_read``.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 
+from aar.contracts.events import Event, ResearcherState, new_event, read_events
 from aar.settings import get_settings
 from aar.util import atomic_write_json
 
@@ -91,7 +89,7 @@ class RunInfo(TypedDict, total=False):
 class AgentStatus:
     name: str
     direction: str
-    state: str = "starting"  # starting | running | stopped | failed
+    state: str = ResearcherState.STARTING  # a ResearcherState (as written in its file)
     best_pgr: float | None = None
     evals: int = 0
     findings: int = 0
@@ -146,29 +144,25 @@ class RunPaths:
         root = self.root / "agents"
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
-    def append_event(self, agent: str, kind: str, **data: Any) -> dict[str, Any]:
-        """Append one event (flushed and fsynced: an acknowledged event survives a crash)."""
-        event = {"t": now_iso(), "agent": agent, "kind": kind, **data}
+    def append_event(self, agent: str, kind: str, **data: Any) -> Event:
+        """Append one event (flushed and fsynced: an acknowledged event survives a crash).
+        It is checked against its kind's model first: an unknown kind or field, or a field
+        of the wrong type, raises ``ValueError`` and writes nothing. The line holds the
+        fields as given, in that order."""
+        t = now_iso()
+        event = new_event(kind, t=t, agent=agent, **data)
         path = self.events(agent)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, default=str) + "\n")
+            fh.write(json.dumps({"t": t, "agent": agent, "kind": kind, **data}, default=str)
+                     + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         return event
 
-    def read_events(self, agent: str) -> list[dict[str, Any]]:
+    def read_events(self, agent: str) -> list[Event]:
         """Every complete event; a torn last line (a crash mid-write) is skipped."""
-        path = self.events(agent)
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return read_events(self.events(agent))
 
     def write_status(self, status: AgentStatus) -> None:
         atomic_write_json(self.status(status.name), asdict(status))

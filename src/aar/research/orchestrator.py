@@ -30,6 +30,16 @@ from typing import Any
 
 from aar.agents.llm import mirror_turn
 from aar.client import Client
+from aar.contracts.api import BoardEntryOut, IntervalOut
+from aar.contracts.events import (
+    Event,
+    Finding,
+    ResearcherState,
+    Start,
+    Stop,
+    StopReason,
+    parse_event,
+)
 from aar.data.registry import default_encoders
 from aar.errors import AarError
 from aar.execution import ExecutorConfig
@@ -38,7 +48,7 @@ from aar.research.layout import AgentStatus, RunInfo, RunPaths, now_iso
 from aar.sandbox import isolation_report
 from aar.util import atomic_write_json
 
-Observer = Callable[[RunPaths, dict[str, Any]], None]
+Observer = Callable[[RunPaths, Event], None]
 BACKENDS = ("builtin", "anthropic", "openai", "local")
 GRACE_S = 45.0  # after SIGTERM, before SIGKILL
 DEFAULT_MAX_EVALS = 150  # per researcher: 30 five-seed submissions
@@ -87,7 +97,8 @@ def _write_secrets(paths: RunPaths, data: dict[str, Any]) -> None:
 def read_secrets(paths: RunPaths) -> dict[str, Any]:
     if not paths.secrets.exists():
         raise AarError(f"run {paths.run_id} has no secrets.json; it cannot be resumed")
-    return json.loads(paths.secrets.read_text())
+    secrets: dict[str, Any] = json.loads(paths.secrets.read_text())
+    return secrets
 
 
 def read_run(paths: RunPaths) -> RunInfo:
@@ -167,7 +178,7 @@ class Orchestrator:
         p.offset += sum(len(line) for line in lines)
         for line in lines:
             try:
-                ev = json.loads(line)
+                ev = parse_event(line)
             except ValueError:
                 continue
             for obs in self.observers:
@@ -198,8 +209,8 @@ class Orchestrator:
 
     def _push_status(self, p: _Proc, st: AgentStatus) -> None:
         body: dict[str, Any] = {"run_id": self.paths.run_id, "direction": st.direction[:200],
-                "state": st.state if st.state in ("starting", "running", "stopped", "failed")
-                else "running", "best_pgr": st.best_pgr, "evals": st.evals,
+                "state": ResearcherState.known(st.state) or ResearcherState.RUNNING,
+                "best_pgr": st.best_pgr, "evals": st.evals,
                 "findings": st.findings, "usd": st.usd, "tokens": st.tokens,
                 "compute_s": st.compute_s, "reason": st.reason[:2000]}
         if body == p.pushed:
@@ -248,9 +259,9 @@ class Orchestrator:
     def _ensure_stop_event(self, name: str, why: str) -> None:
         """A researcher killed before it could write its ``stop`` gets one from here."""
         events = self.paths.read_events(name)
-        last_start = max((i for i, e in enumerate(events) if e.get("kind") == "start"),
+        last_start = max((i for i, e in enumerate(events) if isinstance(e, Start)),
                          default=-1)
-        if any(e.get("kind") == "stop" for e in events[last_start + 1:]):
+        if any(isinstance(e, Stop) for e in events[last_start + 1:]):
             return
         st = self.paths.read_status(name)
         best = st.best_pgr if st else None
@@ -258,7 +269,7 @@ class Orchestrator:
                 f"best public PGR so far {best}, {st.evals if st else 0} evaluations.")
         self.paths.append_event(name, "stop", reason=why, final_note=note)
         if st is not None:
-            st.state, st.reason = "stopped", why
+            st.state, st.reason = ResearcherState.STOPPED, why
             self.paths.write_status(st)
 
     # -- the view ----------------------------------------------------------------------
@@ -306,7 +317,7 @@ class Orchestrator:
                         self._push_status(p, st)
                         why = self._over_budget(st)
                         if why is not None:
-                            self._terminate(p, f"budget:{why}")
+                            self._terminate(p, StopReason.budget(why))
                     if time.time() > deadline + 10:
                         self._terminate(p, "budget:seconds")
                     self._kill_late(p)
@@ -351,48 +362,49 @@ class Orchestrator:
         pub = admin.leaderboard(ref, split="public")  # ambiguous (several splits prepared)
         prv = admin.leaderboard(ref, split="private")
         names = set(self.procs)
-        inductive = [e for e in pub.get("entries") or [] if e.get("author") in names]
-        apart = [e for e in pub.get("transductive") or [] if e.get("author") in names]
+        inductive = [e for e in pub.entries if e.author in names]
+        apart = [e for e in pub.transductive if e.author in names]
         mine = inductive + apart
-        private = {e["finding"]: e for e in
-                   [*(prv.get("entries") or []), *(prv.get("transductive") or [])]}
+        private = {e.finding: e for e in [*prv.entries, *prv.transductive]}
 
-        def top(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-            ranked = [e for e in entries if e.get("pgr") is not None]
+        def ci(interval: IntervalOut | None) -> dict[str, Any] | None:
+            return None if interval is None else interval.as_dict()
+
+        def top(entries: list[BoardEntryOut]) -> dict[str, Any] | None:
+            ranked = [(e, e.pgr) for e in entries if e.pgr is not None]
             if not ranked:
                 return None
-            e = max(ranked, key=lambda x: x["pgr"])
-            p = private.get(e["finding"], {})
-            return {"finding": e["finding"], "title": e["title"], "author": e["author"],
-                    "public_pgr": e["pgr"], "public_pgr_se": e.get("pgr_se"),
-                    "public_pgr_ci": e.get("pgr_ci"), "private_pgr": p.get("pgr"),
-                    "private_pgr_ci": p.get("pgr_ci"),
-                    "transductive": bool(e.get("transductive")),
-                    "above_ceiling": e.get("above_ceiling")}
+            e, pgr = max(ranked, key=lambda x: x[1])
+            p = private.get(e.finding)
+            return {"finding": e.finding, "title": e.title, "author": e.author,
+                    "public_pgr": pgr, "public_pgr_se": e.pgr_se,
+                    "public_pgr_ci": ci(e.pgr_ci), "private_pgr": None if p is None else p.pgr,
+                    "private_pgr_ci": None if p is None else ci(p.pgr_ci),
+                    "transductive": e.transductive, "above_ceiling": e.above_ceiling}
 
-        refs = [r for r in pub.get("reference", []) if str(r.get("name", "")).startswith(
-            "method ") and r.get("pgr") is not None]
-        best_ref = max(refs, key=lambda r: r["pgr"]) if refs else None
+        refs = [(r, r.pgr) for r in pub.reference
+                if r.name.startswith("method ") and r.pgr is not None]
+        best_ref = max(refs, key=lambda x: x[1])[0] if refs else None
         evals = sum((self.paths.read_status(n) or AgentStatus(n, "")).evals for n in names)
-        authors = {e.get("author") for e in mine}
+        authors = {e.author for e in mine}
         author_of: dict[int, str] = {}
-        posted: list[dict[str, Any]] = []
+        posted: list[Finding] = []
         for n in names:
             for ev in self.paths.read_events(n):
-                if ev.get("kind") == "finding":
-                    author_of[int(ev["finding_id"])] = n
+                if isinstance(ev, Finding):
+                    author_of[ev.finding_id] = n
                     posted.append(ev)
-        builds = sum(1 for ev in posted if ev.get("builds_on"))
-        cross = sum(1 for ev in posted if any(author_of.get(int(b), ev["agent"]) != ev["agent"]
-                                              for b in ev.get("builds_on") or []))
+        builds = sum(1 for ev in posted if ev.builds_on)
+        cross = sum(1 for ev in posted if any(author_of.get(b, ev.agent) != ev.agent
+                                              for b in ev.builds_on))
         out = {
             "best": top(inductive), "best_transductive": top(apart),
-            "gap_status": pub.get("status"),
+            "gap_status": pub.status,
             "best_reference": None if best_ref is None else {
-                "name": best_ref["name"], "pgr": best_ref["pgr"],
-                "pgr_se": best_ref.get("pgr_se"), "params": best_ref.get("params")},
+                "name": best_ref.name, "pgr": best_ref.pgr,
+                "pgr_se": best_ref.pgr_se, "params": best_ref.params},
             "results": len(mine), "authors_with_results": sorted(a for a in authors if a),
-            "held": len([e for e in pub.get("held") or [] if e.get("author") in names]),
+            "held": len([e for e in pub.held if e.author in names]),
             "findings": len(posted), "findings_building_on_earlier": builds,
             "findings_building_on_others": cross, "evaluations": evals,
             "minutes": round(self.info.get("elapsed_s", 0.0) / 60, 2),
@@ -482,10 +494,37 @@ def issue_tokens(paths: RunPaths, info: RunInfo, secrets: dict[str, Any],
             for a in info["agents"]:
                 tok = admin.create_token(a["name"], budget_per_hour=budget,
                                          budget_total=budget, run=paths.run_id)
-                secrets["agents"][a["name"]] = tok["token"]
+                secrets["agents"][a["name"]] = tok.token
         _write_secrets(paths, secrets)
     info["server_url"] = server_url
     atomic_write_json(paths.info, info)
+
+
+def post_references(dataset_key: str, admin: Client) -> int:
+    """Post the runs of library methods on a dataset recorded in ``$AAR_HOME/results``
+    (``aar run`` / ``aar baselines``) to a server through its ``admin`` client: they are
+    its leaderboard's reference rows (the server reads no result files). A run posted
+    before is replaced, so a resumed run posts again. Returns how many were posted."""
+    from aar.contracts.api import reference_of
+    from aar.settings import get_settings
+
+    root = get_settings().results_dir
+    posted = 0
+    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            ref = reference_of(json.loads(path.read_text()))
+        except (OSError, ValueError):  # unreadable, or not a valid record
+            continue
+        if ref is None or ref.dataset != dataset_key:
+            continue
+        try:
+            admin.post_reference(ref)
+        except AarError as exc:
+            print(f"warning: reference {path.name} was not posted: "
+                  f"{str(exc).splitlines()[0]}", file=sys.stderr)
+            continue
+        posted += 1
+    return posted
 
 
 def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
@@ -530,6 +569,8 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
               f"in {paths.secrets})", file=sys.stderr)
     try:
         issue_tokens(paths, info, secrets, server_url)
+        with Client(server_url, secrets["admin_token"]) as admin:
+            post_references(info.get("dataset_key") or info["workspace_key"], admin)
         orch = Orchestrator(paths, info, secrets, observers=observers, server_url=server_url,
                             live_view=cfg.live_view)
         try:
@@ -568,7 +609,8 @@ def _start_local_model(paths: RunPaths, info: RunInfo) -> Any:
 def _finished(paths: RunPaths, name: str) -> bool:
     """A researcher that stopped on its own evaluation budget is not restarted."""
     st = paths.read_status(name)
-    return st is not None and st.state == "stopped" and st.reason == "budget:evals"
+    return (st is not None and st.state == ResearcherState.STOPPED
+            and st.reason == StopReason.BUDGET_EVALS)
 
 
 def best_lines(summary: dict[str, Any]) -> list[str]:
@@ -608,7 +650,7 @@ def final_note(paths: RunPaths, info: RunInfo) -> str:
              f"{s.get('minutes')} minutes, {s.get('evaluations')} evaluations.", "",
              *best_lines(s), ""]
     for a in info["agents"]:
-        stops = [e for e in paths.read_events(a["name"]) if e.get("kind") == "stop"]
+        stops = [e for e in paths.read_events(a["name"]) if isinstance(e, Stop)]
         if stops:
-            lines.append(f"- {a['name']}: {stops[-1].get('final_note', '')}")
+            lines.append(f"- {a['name']}: {stops[-1].final_note}")
     return "\n".join(lines) + "\n"

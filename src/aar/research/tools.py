@@ -5,6 +5,9 @@
 Python and method runs in the sandbox (workspace read-write, the label-free export and
 feature cache read-only), submissions to the evaluation server, the forum, the
 leaderboard and notes. Every call is logged as a ``tool_call`` event in the run directory.
+Each tool is declared once with :func:`aar.agents.tooldecl.tool`: its JSON schema comes
+from its typed signature, and what it reads, writes, runs and spends (and which argument
+is a path, code or prose) is stated there for the MCP server's hints and the monitor.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from aar.agents.tooldecl import Arg, MinLen, Resource, ToolDecl, tool
 from aar.agents.tools import Tool, ToolError
+from aar.contracts.api import BoardEntryOut
 from aar.errors import AarError
 from aar.research.context import (
     MAX_SEED,
@@ -119,261 +126,296 @@ def python_or_refuse(path: str, content: str) -> None:
                         f"{type(exc).__name__}") from None
 
 
-def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": required or [],
-            "additionalProperties": False}
+@dataclass
+class Session:
+    """What the tools of one researcher share: the researcher, and what it submitted so
+    far ((code, params, seeds) -> submission ids), so that the same thing is not paid twice."""
+
+    r: Researcher
+    submitted: dict[str, list[int]] = field(default_factory=dict)
+
+
+WsPath = Annotated[str, "path relative to your workspace"]
+Params = Annotated[dict[str, float | str | bool | None],
+                   "values of the method's keyword hyperparameters, e.g. {\"l2\": 1.0}; omit "
+                   "for the defaults"]
+Seeds = Annotated[list[int], f"distinct seeds 0..{MAX_SEED - 1}: each seeds one fit of the "
+                             "method (ctx.rng); there is one weak teacher"]
+SubmitSeeds = Annotated[Seeds, MinLen(MIN_SEEDS)]
+FindingType = Literal["result", "negative", "insight", "hypothesis", "error"]
+_WS = (Resource.WORKSPACE,)
+
+
+def _given(**args: Any) -> dict[str, Any]:
+    """The arguments a call gave (an omitted optional one arrives as None: JSON null is
+    refused by every schema here)."""
+    return {k: v for k, v in args.items() if v is not None}
+
+
+@tool(reads=_WS, args={"path": Arg.PATH})
+def list_files(s: Session, *, path: WsPath | None = None) -> Any:
+    """List the files of your workspace (or of a folder in it)."""
+    ws = s.r.workspace
+    base = confine(ws, path or ".", must_exist=True)
+    if base.is_file():
+        return [str(base.relative_to(ws.resolve()))]
+    files = []
+    for p in sorted(base.rglob("*")):
+        rel = p.relative_to(ws.resolve())
+        if any(part.startswith(".aar-run-") for part in rel.parts):
+            continue
+        if p.is_file() and not p.is_symlink():
+            files.append(f"{rel} ({p.stat().st_size} bytes)")
+        if len(files) >= MAX_FILES:
+            files.append("... (more files not shown)")
+            break
+    return "\n".join(files) or "(empty)"
+
+
+@tool(reads=_WS, args={"path": Arg.PATH})
+def read_file(s: Session, *, path: WsPath) -> Any:
+    """Read a text file of your workspace."""
+    p = confine(s.r.workspace, path, must_exist=True)
+    if not p.is_file():
+        raise ToolError(f"{path!r} is not a file")
+    text = p.read_text(errors="replace")
+    return text if len(text) <= MAX_READ_CHARS else text[:MAX_READ_CHARS] + "\n[... cut]"
+
+
+@tool(writes=_WS, args={"path": Arg.WRITTEN_PATH, "content": Arg.CODE})
+def write_file(s: Session, *, path: WsPath, content: str) -> Any:
+    """Write (create or replace) a text file in your workspace, e.g. a method module under
+    ideas/."""
+    p = confine(s.r.workspace, path)
+    if p.is_symlink():
+        raise ToolError(f"{path!r} is a link; write a regular file")
+    if p.suffix == ".py":
+        python_or_refuse(path, content)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(content)
+    s.r.event("file_write", path=path, bytes=len(content.encode()))
+    return f"wrote {path} ({len(content)} characters)"
+
+
+@tool(reads=(Resource.WORKSPACE, Resource.EXPORT), writes=_WS, runs=Resource.SANDBOX,
+      args={"code": Arg.CODE, "path": Arg.PATH})
+def run_python(s: Session, *, code: str | None = None, path: WsPath | None = None,
+               timeout_s: float | None = None) -> Any:
+    """Run Python in the sandbox (cwd = your workspace, read-write; the label-free export at
+    $AAR_EXPORT and the feature cache read-only; no network). Give 'code' or the 'path' of
+    a .py file."""
+    from aar.sandbox.runner import WORK_MOUNT, mount_path, resolve_mode, run_sandboxed
+    from aar.sandbox.worker import EXPORT_MOUNT, FEATURES_MOUNT
+    from aar.settings import get_settings
+
+    r, ws = s.r, s.r.workspace
+    if bool(path) == bool(code):
+        raise ToolError("give exactly one of 'path' (a .py file in your workspace) or "
+                        "'code'")
+    mode = resolve_mode()
+    inside = mount_path(mode, ws.resolve(), WORK_MOUNT)
+    tmp = None
+    if code:
+        tmp = ws / ".scratch" / f"run_{uuid.uuid4().hex[:8]}.py"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(code)
+        target = tmp.resolve()
+    else:
+        target = confine(ws, path or "", must_exist=True)
+    rel = target.relative_to(ws.resolve()).as_posix()
+    features = get_settings().features_dir
+    export = r.export.root
+    env = {"AAR_EXPORT": mount_path(mode, export, EXPORT_MOUNT),
+           "AAR_FEATURES_DIR": mount_path(mode, features, FEATURES_MOUNT),
+           "AAR_HOME": f"{inside}/.aar", "AAR_WORKSPACE_KEY": r.workspace_key,
+           "AAR_WEAK": r.weak, "AAR_STRONG": r.strong}
+    timeout = float(min(max(timeout_s or 300, 1), 1800))
+    t0 = time.monotonic()
+    try:
+        res = run_sandboxed([sys.executable, f"{inside}/{rel}"], workdir=ws,
+                            readonly={export: EXPORT_MOUNT, features: FEATURES_MOUNT},
+                            env=env, cpu_seconds=int(timeout * 2) + 10, memory_mb=8192,
+                            timeout_s=timeout, mode=mode)
+    finally:
+        r.compute_s += time.monotonic() - t0
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    r.event("sandbox_run", file=rel if tmp is None else "<code>", seeds=[], ok=res.ok,
+            diagnostics=None, seconds=round(res.seconds, 2), mode=res.mode)
+    return {"returncode": res.returncode, "timed_out": res.timed_out,
+            "killed": res.killed_reason, "sandbox": res.mode,
+            "stdout": res.stdout[-8000:], "stderr": res.stderr[-4000:]}
+
+
+@tool(reads=(Resource.WORKSPACE, Resource.EXPORT), runs=Resource.SANDBOX,
+      args={"path": Arg.PATH})
+def run_method(s: Session, *, path: WsPath, seeds: Seeds | None = None,
+               params: Params | None = None) -> Any:
+    """Run a method file (one @method) over a few seeds in the sandbox: the method fits on
+    the unlabeled split and returns a predictor, the harness applies it to the test split.
+    Get label-free diagnostics of those test predictions: agreement with the weak labels,
+    mean confidence, predicted class balance, agreement between seeds, and whether the
+    method is declared transductive. Spends no evaluation."""
+    checked = check_seeds(list(seeds or [0, 1]))
+    file = confine(s.r.workspace, path, must_exist=True)
+    method = method_params(_given(path=path, seeds=seeds, params=params), "run_method")
+    preds, diag = s.r.run_method(path, checked, method)
+    call = {"name": "submit", "arguments": {
+        "path": path, **({"params": method} if method else {}),
+        "seeds": list(range(MIN_SEEDS))}}
+    return {"seeds": checked, "n_test": int(preds.shape[1]),
+            "transductive": declared_transductive(file), "diagnostics": diag,
+            "note": "label-free: agreement with the weak teacher is not accuracy",
+            "next": f"to have it scored: {json.dumps(call)}; or change the method "
+                    "(its params, or its code with write_file) and run it again"}
+
+
+@tool(description=f"Run a method file over >= {MIN_SEEDS} seeds in the sandbox (its "
+      "predictor applied to the test split by the harness) and submit each seed's test "
+      "predictions to the evaluation server (spends one evaluation per seed). Returns "
+      "submission ids (link them in a 'result' finding) and the server's rationed "
+      "answer. A method declared transductive is marked and ranked apart.",
+      reads=(Resource.WORKSPACE, Resource.EXPORT), runs=Resource.SANDBOX,
+      spends=Resource.EVALUATIONS, args={"path": Arg.PATH})
+def submit(s: Session, *, path: WsPath, params: Params | None = None,
+           seeds: SubmitSeeds | None = None, label: str | None = None) -> Any:
+    method = method_params(_given(path=path, params=params, seeds=seeds, label=label),
+                           "submit")
+    code = confine(s.r.workspace, path, must_exist=True).read_bytes()
+    chosen = sorted(seeds or range(MIN_SEEDS))
+    key = json.dumps([hashlib.sha256(code).hexdigest(), method, chosen], sort_keys=True,
+                     default=str)
+    if key in s.submitted:
+        raise ToolError(f"already submitted as {s.submitted[key]}: the same code, params "
+                        "and seeds; nothing was spent. Change the params or the code")
+    out = s.r.submit(path, method, seeds, label)
+    s.submitted[key] = out["submission_ids"]
+    return {**out, "next": "share_finding type result with these submission_ids; "
+                           "submitting the same file and params again spends "
+                           "evaluations on the same method: change its params or code"}
+
+
+@tool(reads=_WS, writes=(Resource.FORUM,),
+      args={"title": Arg.PROSE, "body": Arg.PROSE, "path": Arg.PATH})
+def share_finding(s: Session, *, type: FindingType, title: str, body: str | None = None,
+                  path: WsPath | None = None, params: Params | None = None,
+                  seeds: Seeds | None = None, submission_ids: list[int] | None = None,
+                  builds_on: list[int] | None = None) -> Any:
+    """Post a finding to the forum: type result (link >= 5 submission ids of distinct
+    seeds: it is ranked on the leaderboard), negative, insight, hypothesis or error. With
+    'path' the method file goes with it as the code snapshot; 'builds_on' lists ids of
+    findings you built on."""
+    given = _given(type=type, title=title, body=body, path=path, params=params, seeds=seeds,
+                   submission_ids=submission_ids, builds_on=builds_on)
+    f = s.r.share(type, title, body or "", file=path,
+                  params=method_params(given, "share_finding"), seeds=seeds,
+                  submission_ids=submission_ids, builds_on=builds_on)
+    return {"id": f["id"], "type": f["type"], "archive": f.get("archive"),
+            "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr"),
+            "next": "run_method with other params, or write a new method file under "
+                    "ideas/ (write_file) that changes one thing, then run_method it"}
+
+
+@tool(reads=(Resource.FORUM,), args={"query": Arg.PROSE})
+def read_forum(s: Session, *, query: str | None = None, type: str | None = None,
+               author: str | None = None, limit: int | None = None) -> Any:
+    """List or search the forum's findings (newest activity first)."""
+    # an empty filter is no filter (small models send every argument, empty)
+    res = s.r.client.findings(query or None, type=type or None, author=author or None,
+                              limit=int(limit or 20))
+    return {"total": res.total, "items": [
+        {"id": f.id, "type": f.type, "title": f.title, "author": f.author,
+         "claimed_metrics": f.claimed_metrics, "builds_on": f.builds_on, "votes": f.votes,
+         "created": f.created} for f in res.items]}
+
+
+@tool(reads=(Resource.FORUM,))
+def read_finding(s: Session, *, id: int, with_code: bool | None = None) -> Any:
+    """Read one finding in full; with_code=true also its method.py."""
+    f = s.r.client.finding(int(id))
+    out = f.as_dict()  # the finding as the server sent it
+    if with_code and f.archive:
+        import io
+        import tarfile
+
+        data = s.r.client.download_archive(f.archive)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            member = next((m for m in tf.getmembers() if m.name == "method.py"), None)
+            fh = tf.extractfile(member) if member is not None else None
+            out["code"] = fh.read().decode(errors="replace")[:MAX_READ_CHARS] if fh else None
+    return out
+
+
+@tool(reads=(Resource.FORUM,), writes=(Resource.ACCOUNT,))
+def catch_up(s: Session) -> Any:
+    """What is new or active on the forum since your last catch_up (others' findings
+    only)."""
+    r = s.r
+    state = r.load_state()
+    since = state.get("forum_seen")
+    res = r.client.findings(since=since, limit=50)
+    r.save_state(forum_seen=res.now)
+    items = [{"id": f.id, "type": f.type, "title": f.title, "author": f.author,
+              "claimed_metrics": f.claimed_metrics, "builds_on": f.builds_on}
+             for f in res.items if f.author != r.name]
+    return {"since": since, "new_or_active": items, "total": len(items)}
+
+
+@tool(reads=(Resource.LEADERBOARD,))
+def leaderboard(s: Session) -> Any:
+    """The server-scored leaderboard of this dataset (public split, coarsened; values of
+    another run's results are hidden): inductive results ranked in 'entries', transductive
+    ones apart, your results held for review (flagged), and the reference rows. PGR is null
+    when the weak-to-ceiling gap is too small to report it."""
+    b = s.r.client.leaderboard(s.r.dataset)
+    keys = ("rank", "finding", "title", "author", "pgr", "pgr_ci", "pgr_se", "accuracy",
+            "n_seeds", "status", "hidden")
+
+    def rows(entries: list[BoardEntryOut]) -> list[dict[str, Any]]:
+        out = []
+        for e in entries[:20]:
+            sent = e.as_dict()  # the entry as the server sent it, less what is empty
+            out.append({k: sent[k] for k in keys if sent.get(k) is not None})
+        return out
+
+    return {"baselines": b.baselines.as_dict(), "status": b.status,
+            "entries": rows(b.entries), "transductive": rows(b.transductive),
+            "held": [h.as_dict() for h in b.held],
+            "reference": [{"name": e.name, "pgr": e.pgr, "accuracy": e.accuracy}
+                          for e in b.reference]}
+
+
+@tool(reads=_WS, writes=_WS, args={"append": Arg.PROSE})
+def notes(s: Session, *, append: str | None = None) -> Any:
+    """Read your notes (notes.md); with 'append' add a line first."""
+    p = s.r.workspace / "notes.md"
+    if append:
+        with open(p, "a", encoding="utf-8") as fh:
+            fh.write(append.rstrip() + "\n")
+        s.r.event("file_write", path="notes.md", bytes=len(append.encode()))
+    return p.read_text() if p.exists() else "(no notes yet)"
+
+
+@tool(reads=(Resource.ACCOUNT,))
+def my_status(s: Session) -> Any:
+    """Your direction, dataset, encoders, evaluations used and left, best public PGR."""
+    r = s.r
+    return {"name": r.name, "direction": r.direction, "dataset": r.dataset,
+            "weak": r.weak, "strong": r.strong, "evals_used": r.evals_used,
+            "evals_left": r.evals_left(), "best_public_pgr": r.best_pgr,
+            "findings": r.findings_posted}
+
+
+# The research tools, in the order the model sees them.
+RESEARCH_TOOLS: tuple[ToolDecl, ...] = (
+    list_files, read_file, write_file, run_python, run_method, submit, share_finding,
+    read_forum, read_finding, catch_up, leaderboard, notes, my_status)
 
 
 def build_tools(r: Researcher) -> list[Tool]:
-    """The research tools of researcher ``r``."""
-    ws = r.workspace
-
-    def list_files(a: dict[str, Any]) -> Any:
-        base = confine(ws, a.get("path") or ".", must_exist=True)
-        if base.is_file():
-            return [str(base.relative_to(ws.resolve()))]
-        files = []
-        for p in sorted(base.rglob("*")):
-            rel = p.relative_to(ws.resolve())
-            if any(part.startswith(".aar-run-") for part in rel.parts):
-                continue
-            if p.is_file() and not p.is_symlink():
-                files.append(f"{rel} ({p.stat().st_size} bytes)")
-            if len(files) >= MAX_FILES:
-                files.append("... (more files not shown)")
-                break
-        return "\n".join(files) or "(empty)"
-
-    def read_file(a: dict[str, Any]) -> Any:
-        p = confine(ws, a["path"], must_exist=True)
-        if not p.is_file():
-            raise ToolError(f"{a['path']!r} is not a file")
-        text = p.read_text(errors="replace")
-        return text if len(text) <= MAX_READ_CHARS else text[:MAX_READ_CHARS] + "\n[... cut]"
-
-    def write_file(a: dict[str, Any]) -> Any:
-        p = confine(ws, a["path"])
-        if p.is_symlink():
-            raise ToolError(f"{a['path']!r} is a link; write a regular file")
-        if p.suffix == ".py":
-            python_or_refuse(a["path"], a["content"])
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(a["content"])
-        r.event("file_write", path=a["path"], bytes=len(a["content"].encode()))
-        return f"wrote {a['path']} ({len(a['content'])} characters)"
-
-    def run_python(a: dict[str, Any]) -> Any:
-        from aar.sandbox.runner import WORK_MOUNT, mount_path, resolve_mode, run_sandboxed
-        from aar.sandbox.worker import EXPORT_MOUNT, FEATURES_MOUNT
-        from aar.settings import get_settings
-
-        if bool(a.get("path")) == bool(a.get("code")):
-            raise ToolError("give exactly one of 'path' (a .py file in your workspace) or "
-                            "'code'")
-        mode = resolve_mode()
-        inside = mount_path(mode, ws.resolve(), WORK_MOUNT)
-        tmp = None
-        if a.get("code"):
-            tmp = ws / ".scratch" / f"run_{uuid.uuid4().hex[:8]}.py"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(a["code"])
-            target = tmp.resolve()
-        else:
-            target = confine(ws, a["path"], must_exist=True)
-        rel = target.relative_to(ws.resolve()).as_posix()
-        features = get_settings().features_dir
-        export = r.export.root
-        env = {"AAR_EXPORT": mount_path(mode, export, EXPORT_MOUNT),
-               "AAR_FEATURES_DIR": mount_path(mode, features, FEATURES_MOUNT),
-               "AAR_HOME": f"{inside}/.aar", "AAR_WORKSPACE_KEY": r.workspace_key,
-               "AAR_WEAK": r.weak, "AAR_STRONG": r.strong}
-        timeout = float(min(max(a.get("timeout_s") or 300, 1), 1800))
-        t0 = time.monotonic()
-        try:
-            res = run_sandboxed([sys.executable, f"{inside}/{rel}"], workdir=ws,
-                                readonly={export: EXPORT_MOUNT, features: FEATURES_MOUNT},
-                                env=env, cpu_seconds=int(timeout * 2) + 10, memory_mb=8192,
-                                timeout_s=timeout, mode=mode)
-        finally:
-            r.compute_s += time.monotonic() - t0
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-        r.event("sandbox_run", file=rel if tmp is None else "<code>", seeds=[], ok=res.ok,
-                diagnostics=None, seconds=round(res.seconds, 2), mode=res.mode)
-        return {"returncode": res.returncode, "timed_out": res.timed_out,
-                "killed": res.killed_reason, "sandbox": res.mode,
-                "stdout": res.stdout[-8000:], "stderr": res.stderr[-4000:]}
-
-    def run_method(a: dict[str, Any]) -> Any:
-        seeds = check_seeds(list(a.get("seeds") or [0, 1]))
-        path = confine(ws, a["path"], must_exist=True)
-        params = method_params(a, "run_method")
-        preds, diag = r.run_method(a["path"], seeds, params)
-        call = {"name": "submit", "arguments": {
-            "path": a["path"], **({"params": params} if params else {}),
-            "seeds": list(range(MIN_SEEDS))}}
-        return {"seeds": seeds, "n_test": int(preds.shape[1]),
-                "transductive": declared_transductive(path), "diagnostics": diag,
-                "note": "label-free: agreement with the weak teacher is not accuracy",
-                "next": f"to have it scored: {json.dumps(call)}; or change the method "
-                        "(its params, or its code with write_file) and run it again"}
-
-    submitted: dict[str, list[int]] = {}  # (code, params, seeds) -> submission ids
-
-    def submit(a: dict[str, Any]) -> Any:
-        params = method_params(a, "submit")
-        code = confine(ws, a["path"], must_exist=True).read_bytes()
-        seeds = sorted(a.get("seeds") or range(MIN_SEEDS))
-        key = json.dumps([hashlib.sha256(code).hexdigest(), params, seeds], sort_keys=True,
-                         default=str)
-        if key in submitted:
-            raise ToolError(f"already submitted as {submitted[key]}: the same code, params "
-                            "and seeds; nothing was spent. Change the params or the code")
-        out = r.submit(a["path"], params, a.get("seeds"), a.get("label"))
-        submitted[key] = out["submission_ids"]
-        return {**out, "next": "share_finding type result with these submission_ids; "
-                               "submitting the same file and params again spends "
-                               "evaluations on the same method: change its params or code"}
-
-    def share_finding(a: dict[str, Any]) -> Any:
-        f = r.share(a["type"], a["title"], a.get("body") or "", file=a.get("path"),
-                    params=method_params(a, "share_finding"), seeds=a.get("seeds"),
-                    submission_ids=a.get("submission_ids"), builds_on=a.get("builds_on"))
-        return {"id": f["id"], "type": f["type"], "archive": f.get("archive"),
-                "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr"),
-                "next": "run_method with other params, or write a new method file under "
-                        "ideas/ (write_file) that changes one thing, then run_method it"}
-
-    def read_forum(a: dict[str, Any]) -> Any:
-        # an empty filter is no filter (small models send every argument, empty)
-        res = r.client.findings(a.get("query") or None, type=a.get("type") or None,
-                                author=a.get("author") or None,
-                                limit=int(a.get("limit") or 20))
-        return {"total": res["total"], "items": [
-            {k: f.get(k) for k in ("id", "type", "title", "author", "claimed_metrics",
-                                   "builds_on", "votes", "created")} for f in res["items"]]}
-
-    def read_finding(a: dict[str, Any]) -> Any:
-        f = r.client.finding(int(a["id"]))
-        if a.get("with_code") and f.get("archive"):
-            import io
-            import tarfile
-
-            data = r.client.download_archive(f["archive"])
-            with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-                member = next((m for m in tf.getmembers() if m.name == "method.py"), None)
-                fh = tf.extractfile(member) if member is not None else None
-                f["code"] = fh.read().decode(errors="replace")[:MAX_READ_CHARS] if fh else None
-        return f
-
-    def catch_up(a: dict[str, Any]) -> Any:
-        state = r.load_state()
-        since = state.get("forum_seen")
-        res = r.client.findings(since=since, limit=50)
-        r.save_state(forum_seen=res.get("now"))
-        items = [{k: f.get(k) for k in ("id", "type", "title", "author", "claimed_metrics",
-                                        "builds_on")}
-                 for f in res["items"] if f.get("author") != r.name]
-        return {"since": since, "new_or_active": items, "total": len(items)}
-
-    def leaderboard(a: dict[str, Any]) -> Any:
-        b = r.client.leaderboard(r.dataset)
-        keys = ("rank", "finding", "title", "author", "pgr", "pgr_ci", "pgr_se", "accuracy",
-                "n_seeds", "status", "hidden")
-
-        def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return [{k: e[k] for k in keys if e.get(k) is not None} for e in entries[:20]]
-
-        return {"baselines": b.get("baselines"), "status": b.get("status"),
-                "entries": rows(b.get("entries") or []),
-                "transductive": rows(b.get("transductive") or []),
-                "held": b.get("held") or [],
-                "reference": [{k: e.get(k) for k in ("name", "pgr", "accuracy")}
-                              for e in b.get("reference", [])]}
-
-    def notes(a: dict[str, Any]) -> Any:
-        p = ws / "notes.md"
-        if a.get("append"):
-            with open(p, "a", encoding="utf-8") as fh:
-                fh.write(a["append"].rstrip() + "\n")
-            r.event("file_write", path="notes.md", bytes=len(a["append"].encode()))
-        return p.read_text() if p.exists() else "(no notes yet)"
-
-    def status(a: dict[str, Any]) -> Any:
-        return {"name": r.name, "direction": r.direction, "dataset": r.dataset,
-                "weak": r.weak, "strong": r.strong, "evals_used": r.evals_used,
-                "evals_left": r.evals_left(), "best_public_pgr": r.best_pgr,
-                "findings": r.findings_posted}
-
-    path_prop = {"type": "string", "description": "path relative to your workspace"}
-    params_prop = {"type": "object", "description": "values of the method's keyword "
-                   'hyperparameters, e.g. {"l2": 1.0}; omit for the defaults',
-                   "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}
-    seeds_prop = {"type": "array", "items": {"type": "integer"},
-                  "description": f"distinct seeds 0..{MAX_SEED - 1}: each seeds one fit of the "
-                                 "method (ctx.rng); there is one weak teacher"}
-    submit_seeds_prop = {**seeds_prop, "minItems": MIN_SEEDS}
-    specs: list[tuple[str, str, dict[str, Any], Callable[[dict[str, Any]], Any], bool]] = [
-        ("list_files", "List the files of your workspace (or of a folder in it).",
-         _obj({"path": path_prop}), list_files, False),
-        ("read_file", "Read a text file of your workspace.", _obj({"path": path_prop},
-                                                                   ["path"]), read_file, False),
-        ("write_file", "Write (create or replace) a text file in your workspace, e.g. a "
-         "method module under ideas/.",
-         _obj({"path": path_prop, "content": {"type": "string"}}, ["path", "content"]),
-         write_file, False),
-        ("run_python", "Run Python in the sandbox (cwd = your workspace, read-write; the "
-         "label-free export at $AAR_EXPORT and the feature cache read-only; no network). "
-         "Give 'code' or the 'path' of a .py file.",
-         _obj({"code": {"type": "string"}, "path": path_prop,
-               "timeout_s": {"type": "number"}}), run_python, False),
-        ("run_method", "Run a method file (one @method) over a few seeds in the sandbox: the "
-         "method fits on the unlabeled split and returns a predictor, the harness applies "
-         "it to the test split. Get label-free diagnostics of those test predictions: "
-         "agreement with the weak labels, mean confidence, predicted class balance, "
-         "agreement between seeds, and whether the method is declared transductive. "
-         "Spends no evaluation.",
-         _obj({"path": path_prop, "seeds": seeds_prop, "params": params_prop}, ["path"]),
-         run_method, False),
-        ("submit", f"Run a method file over >= {MIN_SEEDS} seeds in the sandbox (its "
-         "predictor applied to the test split by the harness) and submit each seed's test "
-         "predictions to the evaluation server (spends one evaluation per seed). Returns "
-         "submission ids (link them in a 'result' finding) and the server's rationed "
-         "answer. A method declared transductive is marked and ranked apart.",
-         _obj({"path": path_prop, "params": params_prop, "seeds": submit_seeds_prop,
-               "label": {"type": "string"}}, ["path"]), submit, True),
-        ("share_finding", "Post a finding to the forum: type result (link >= 5 submission "
-         "ids of distinct seeds: it is ranked on the leaderboard), negative, insight, "
-         "hypothesis or error. With 'path' the method file goes with it as the code "
-         "snapshot; 'builds_on' lists ids of findings you built on.",
-         _obj({"type": {"type": "string", "enum": ["result", "negative", "insight",
-                                                   "hypothesis", "error"]},
-               "title": {"type": "string"}, "body": {"type": "string"}, "path": path_prop,
-               "params": params_prop, "seeds": seeds_prop,
-               "submission_ids": {"type": "array", "items": {"type": "integer"}},
-               "builds_on": {"type": "array", "items": {"type": "integer"}}},
-              ["type", "title"]), share_finding, False),
-        ("read_forum", "List or search the forum's findings (newest activity first).",
-         _obj({"query": {"type": "string"}, "type": {"type": "string"},
-               "author": {"type": "string"}, "limit": {"type": "integer"}}),
-         read_forum, False),
-        ("read_finding", "Read one finding in full; with_code=true also its method.py.",
-         _obj({"id": {"type": "integer"}, "with_code": {"type": "boolean"}}, ["id"]),
-         read_finding, False),
-        ("catch_up", "What is new or active on the forum since your last catch_up "
-         "(others' findings only).", _obj({}), catch_up, False),
-        ("leaderboard", "The server-scored leaderboard of this dataset (public split, "
-         "coarsened; values of another run's results are hidden): inductive results ranked "
-         "in 'entries', transductive ones apart, your results held for review (flagged), and "
-         "the reference rows. PGR is null when the weak-to-ceiling gap is too small to "
-         "report it.", _obj({}), leaderboard, False),
-        ("notes", "Read your notes (notes.md); with 'append' add a line first.",
-         _obj({"append": {"type": "string"}}), notes, False),
-        ("my_status", "Your direction, dataset, encoders, evaluations used and left, best "
-         "public PGR.", _obj({}), status, False),
-    ]
-    return [Tool(name, desc, schema, _wrap(r, name, fn), counts_as_eval=evals)
-            for name, desc, schema, fn, evals in specs]
+    """The research tools of researcher ``r`` (each call logged as a ``tool_call`` event)."""
+    s = Session(r)
+    return [d.tool(_wrap(r, d.name, partial(d.call, (s,)))) for d in RESEARCH_TOOLS]
 
 
 def workspace_readme(r: Researcher) -> str:

@@ -34,6 +34,31 @@ def register(app: typer.Typer) -> None:
 
         run_server(host, port, db, tuple(dataset or ()), log_level, workers)
 
+    @app.command("references")
+    def references(
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name or key")],
+        server: Annotated[str | None, typer.Option(
+            help="server URL (default: AAR_SERVER_URL, else http://127.0.0.1:8000)")] = None,
+        token: Annotated[str | None, typer.Option(
+            help="an admin token (default: AAR_ADMIN_TOKEN)")] = None,
+    ) -> None:
+        """Post the runs of library methods on DATASET recorded here (`aar run`, `aar
+        baselines`) to a server: its leaderboard's reference rows. `aar research` does
+        this for its own server; a server started with `aar serve` is told with this."""
+        import os
+
+        from aar.client import Client
+        from aar.errors import AarError
+        from aar.research.orchestrator import post_references
+
+        token = token or os.environ.get("AAR_ADMIN_TOKEN")
+        if not token:
+            raise AarError("no admin token: pass --token or set AAR_ADMIN_TOKEN")
+        with Client(server, token) as admin:
+            key = admin.dataset(dataset).key
+            n = post_references(key, admin)
+        console.print(f"posted {n} reference run(s) of {key} to {admin.url}")
+
     @token_app.command("create")
     def token_create(
         name: Annotated[str, typer.Argument(help="agent or person the token is for")],

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
     false,
+    insert,
     text,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -287,6 +288,39 @@ class TranscriptTurn(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class ReferenceRun(Base):
+    """A run of a library method, posted by an admin (``POST /api/v1/admin/references``,
+    migration 0007): a reference row of its dataset's leaderboard. The server reads no
+    result files; whoever ran the method posts it (the research orchestrator does at a
+    run's start)."""
+
+    __tablename__ = "reference_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(200), unique=True)
+    dataset_key: Mapped[str] = mapped_column(String(200), index=True)
+    method: Mapped[str] = mapped_column(String(128))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    weak: Mapped[str] = mapped_column(String(200))
+    strong: Mapped[str] = mapped_column(String(200))
+    created: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seeds: Mapped[list[Any]] = mapped_column(JSON)  # per seed: split -> scores
+    posted: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VerificationRow(Base):
+    """An ``aar verify`` table of a run, posted by an admin (``POST
+    /api/v1/admin/verifications``, migration 0007); a run's newer table replaces its
+    older one. The dashboard shows a dataset's newest."""
+
+    __tablename__ = "verifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run: Mapped[str] = mapped_column(String(128), unique=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    t: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # the table as posted
+    posted: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class AuditEntry(Base):
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -298,11 +332,29 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-def audit(session: Session, actor: Agent | None, action: str, target: str,
+class Actor(Protocol):
+    """Who did something the audit trail records: an agent row or an authenticated
+    principal (None: the server itself, written ``system``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+def audit_row(actor: Actor | None, action: str, target: str, at: datetime | None = None,
+              **detail: Any) -> dict[str, Any]:
+    """The values of one audit entry: the one place that says what an entry holds."""
+    return {"at": at or utcnow(), "actor_id": actor.id if actor else None,
+            "actor": actor.name if actor else "system", "action": action, "target": target,
+            "detail": detail}
+
+
+def audit(session: Session | Connection, actor: Actor | None, action: str, target: str,
           **detail: Any) -> None:
-    session.add(AuditEntry(actor_id=actor.id if actor else None,
-                           actor=actor.name if actor else "system", action=action,
-                           target=target, detail=detail))
+    """Append an entry to the audit trail, in the caller's transaction."""
+    session.execute(insert(AuditEntry), audit_row(actor, action, target, **detail))
 
 
 # --------------------------------------------------------------------------- engine

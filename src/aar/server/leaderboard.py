@@ -21,29 +21,29 @@ distinct seeds. What the author claimed is shown beside it as ``claimed``, never
   private accuracy is above the ceiling's interval (``flag_above_ceiling``).
 
 Reference rows: the fixed weak teacher (PGR 0) and strong ceiling (PGR 1), and every run
-of a built-in method (``aar run`` / ``aar baselines`` records in ``$AAR_HOME/results``)
-with enough seeds; they are shown, not ranked (to agents rounded to ``eta``, counted as
-public constants in the bound).
+of a built-in method (``aar run`` / ``aar baselines`` records, posted by an admin:
+``aar.server.references``) with enough seeds; they are shown, not ranked (to agents
+rounded to ``eta``, counted as public constants in the bound).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aar.contracts.flags import FlagKind, FlagSource, FlagState, Severity
+from aar.data.splits import PUBLIC
 from aar.server.db import Agent, Finding, FindingSubmission, Flag, Submission, account_of, audit
-from aar.server.evaluation import PUBLIC, SPLITS, LoadedDataset, on_grid
+from aar.server.evaluation import SPLITS, LoadedDataset, on_grid
 from aar.server.flags import held_findings
 from aar.server.forum import iso
-from aar.settings import get_settings
+from aar.server.references import references
 from aar.w2s.metrics import MIN_GAP, PairedBootstrap, estimate
 
 METRICS = ("accuracy", "auroc", "pgr")
@@ -117,8 +117,9 @@ def flag_above_ceiling(session: Session, finding: Finding, ds: LoadedDataset,
                             f"interval {b.ceiling}")
     if not evidence:
         return None
-    flag = Flag(agent_id=finding.agent_id, submission_id=None, kind="above_ceiling",
-                detail=detail, severity="high", source="scorer", state="open",
+    flag = Flag(agent_id=finding.agent_id, submission_id=None, kind=FlagKind.ABOVE_CEILING,
+                detail=detail, severity=Severity.HIGH, source=FlagSource.SCORER,
+                state=FlagState.OPEN,
                 finding_id=finding.id,
                 evidence=(f"result finding {finding.id} ({len(sids)} seeds): "
                           + "; ".join(evidence) + ". A method trained on weak labels should "
@@ -127,58 +128,14 @@ def flag_above_ceiling(session: Session, finding: Finding, ds: LoadedDataset,
     session.add(flag)
     session.flush()
     audit(session, None, "flag.create", str(flag.id), agent=finding.agent_id,
-          kind="above_ceiling", severity="high", source="scorer", finding=finding.id,
+          kind=FlagKind.ABOVE_CEILING, severity=Severity.HIGH, source=FlagSource.SCORER,
+          finding=finding.id,
           evidence=flag.evidence[:500])
     return flag.id
 
 
-class ReferenceRuns:
-    """Summaries of built-in method runs in the results folder, cached by mtime."""
-
-    def __init__(self) -> None:
-        self._cache: dict[Path, tuple[int, dict[str, Any] | None]] = {}
-        self._lock = threading.Lock()
-
-    def _summary(self, path: Path) -> dict[str, Any] | None:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(rec, dict) or rec.get("kind") != "aar.run":
-            return None
-        cfg = rec.get("config") or {}
-        ref = str(cfg.get("method_ref", ""))
-        if not cfg.get("library", not (ref.endswith(".py") or ".py:" in ref)):
-            return None  # a file, not a library method (records before "library": by ref)
-        per_seed = [s.get("scores", {}) for s in rec.get("seeds", [])]
-        return {"method": cfg.get("method"), "params": cfg.get("params"),
-                "weak": cfg.get("weak"), "strong": cfg.get("strong"),
-                "dataset_key": rec.get("dataset_key"), "run_id": rec.get("run_id"),
-                "created": rec.get("created"), "per_seed": per_seed}
-
-    def for_dataset(self, ds: LoadedDataset, min_seeds: int) -> list[dict[str, Any]]:
-        root = get_settings().results_dir
-        out = []
-        with self._lock:
-            for path in sorted(root.glob("*.json")) if root.is_dir() else []:
-                mtime = path.stat().st_mtime_ns
-                hit = self._cache.get(path)
-                if hit is None or hit[0] != mtime:
-                    hit = (mtime, self._summary(path))
-                    self._cache[path] = hit
-                s = hit[1]
-                if (s and s["dataset_key"] == ds.key
-                        and s["weak"] == ds.weak and s["strong"] == ds.strong
-                        and len(s["per_seed"]) >= min_seeds):
-                    out.append(s)
-        newest: dict[str, dict[str, Any]] = {}  # a method re-run replaces its older record
-        for s in sorted(out, key=lambda s: str(s.get("created") or "")):
-            newest[json.dumps([s["method"], s["params"]], sort_keys=True, default=str)] = s
-        return list(newest.values())
-
-
 def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: float,
-          min_seeds: int, refs: ReferenceRuns, viewer: str | None = None,
+          min_seeds: int, viewer: str | None = None,
           noise: float = 0.0) -> dict[str, Any]:
     """The board of ``split``: exact with intervals (``coarse=False``, admins), or as
     agents see it (``coarse=True``): released values of the ``viewer`` account's own
@@ -271,7 +228,7 @@ def board(session: Session, ds: LoadedDataset, split: str, coarse: bool, eta: fl
         {"kind": "reference", "name": f"strong ceiling ({ds.strong})", "pgr": 1.0,
          "accuracy": base["ceiling"], "rank": None},
     ]
-    for run in refs.for_dataset(ds, min_seeds):
+    for run in references(session, ds, min_seeds):
         accs = [s.get(split, {}).get("accuracy", np.nan) for s in run["per_seed"]]
         pgrs = [s.get(split, {}).get("pgr", np.nan) for s in run["per_seed"]]
         r_acc, r_pgr = estimate(accs), estimate(pgrs)

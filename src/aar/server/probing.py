@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from aar.contracts.flags import FlagKind
+
 CHANGE_TOL = 1e-6
 NOISE_TOL = 1e-3
 HARD_FRACTION = 0.99
@@ -31,7 +33,7 @@ TUNING_FRACTION = 0.05
 
 @dataclass(frozen=True)
 class ProbeFlag:
-    kind: str
+    kind: FlagKind
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,9 +53,9 @@ def inspect(new: np.ndarray, previous: list[tuple[int, np.ndarray]]) -> list[Pro
     n = len(new)
     hard = is_hard(new)
     if n and float(new.max()) == float(new.min()):
-        flags.append(ProbeFlag("constant", {"value": float(new[0])}))
+        flags.append(ProbeFlag(FlagKind.CONSTANT, {"value": float(new[0])}))
     elif hard:
-        flags.append(ProbeFlag("hard_labels", {"fraction_0_or_1": float(
+        flags.append(ProbeFlag(FlagKind.HARD_LABELS, {"fraction_0_or_1": float(
             np.mean((new == 0) | (new == 1)))}))
     k = few(n)
     same_shape = [(sid, old) for sid, old in previous if old.shape == new.shape]
@@ -66,13 +68,13 @@ def inspect(new: np.ndarray, previous: list[tuple[int, np.ndarray]]) -> list[Pro
     flipped = (olds >= 0.5) != (new >= 0.5)
     hard_changes = np.count_nonzero(flipped, axis=1)
     if (changed == 0).any():
-        flags.append(ProbeFlag("duplicate", {"of": ids[int(np.argmax(changed == 0))]}))
+        flags.append(ProbeFlag(FlagKind.DUPLICATE, {"of": ids[int(np.argmax(changed == 0))]}))
         return flags
     noise_only = np.where(flipped, 0.0, diff).max(axis=1) <= NOISE_TOL
     near = (changed <= k) | ((hard_changes <= k) & noise_only)
     if near.any():
         j = int(np.argmin(np.where(near, changed, n + 1)))
-        flags.append(ProbeFlag("near_duplicate", {
+        flags.append(ProbeFlag(FlagKind.NEAR_DUPLICATE, {
             "of": ids[j], "changed": int(changed[j]), "hard_changes": int(hard_changes[j]),
             "threshold": k}))
     if hard:
@@ -80,6 +82,6 @@ def inspect(new: np.ndarray, previous: list[tuple[int, np.ndarray]]) -> list[Pro
         tuned = old_hard & (hard_changes <= TUNING_FRACTION * n)
         if tuned.any():
             j = int(np.argmax(tuned))
-            flags.append(ProbeFlag("hard_label_tuning", {
+            flags.append(ProbeFlag(FlagKind.HARD_LABEL_TUNING, {
                 "of": ids[j], "hard_changes": int(hard_changes[j])}))
     return flags

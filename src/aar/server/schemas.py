@@ -1,38 +1,18 @@
-"""Request bodies of the API (pydantic); unknown fields are rejected."""
+"""Request bodies of the API (pydantic); unknown fields are rejected. ``Strict``, their
+base, and the bodies the admin routes take from higher layers are in ``aar.contracts.api``."""
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import Field, JsonValue
+
+from aar.contracts.api import Strict
+from aar.contracts.events import ResearcherState
 
 FINDING_TYPES = ("result", "hypothesis", "insight", "negative", "error")
 FindingType = Literal["result", "hypothesis", "insight", "negative", "error"]
 SHA256 = r"^[0-9a-f]{64}$"
-
-
-def _nul_free(value: object, where: str) -> None:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError(f"{where} contains a NUL character (\\u0000); remove it")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _nul_free(k, f"a key of {where}")
-            _nul_free(v, f"{where}.{k}")
-
-
-class Strict(BaseModel):
-    """Unknown fields are refused, and so are NUL characters in stored text (PostgreSQL
-    cannot store them)."""
-
-    model_config = ConfigDict(extra="forbid")
-    _unchecked: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="after")
-    def _no_nul(self) -> Self:
-        for name in type(self).model_fields:
-            if name not in self._unchecked:
-                _nul_free(getattr(self, name), name)
-        return self
 
 
 class EvaluationIn(Strict):
@@ -120,7 +100,6 @@ class TranscriptIn(Strict):
     turns: list[TurnIn] = Field(min_length=1, max_length=200)
 
 
-AgentState = Literal["starting", "running", "stopped", "failed"]
 
 
 class StatusIn(Strict):
@@ -128,7 +107,7 @@ class StatusIn(Strict):
 
     run_id: str = Field(min_length=1, max_length=128)
     direction: str = Field("", max_length=200)
-    state: AgentState
+    state: ResearcherState
     best_pgr: float | None = Field(None, ge=-100.0, le=100.0)
     evals: int = Field(0, ge=0, le=10**9)
     findings: int = Field(0, ge=0, le=10**9)

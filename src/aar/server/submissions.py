@@ -16,7 +16,7 @@ import json
 import math
 import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
@@ -25,6 +25,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from aar.contracts.flags import FlagKind
+from aar.data.splits import PRIVATE, PUBLIC
 from aar.server import idempotency, ladder, probing
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
@@ -36,10 +38,12 @@ from aar.server.db import (
     DatasetRow,
     Flag,
     Submission,
+    audit,
+    audit_row,
     utcnow,
 )
 from aar.server.errors import ApiError, bad_request, not_found
-from aar.server.evaluation import PRIVATE, PUBLIC, Catalog, LoadedDataset, score_dict
+from aar.server.evaluation import Catalog, LoadedDataset, score_dict
 from aar.server.forum import iso
 from aar.server.schemas import EvaluationIn
 
@@ -178,9 +182,9 @@ class Evaluator:
                                        "created")))
 
     def _audit(self, conn: Connection, who: Principal, action: str, target: str,
-               when: Any, **detail: Any) -> None:
-        self.q_audit.run(conn, at=when, actor_id=who.id, actor=who.name, action=action,
-                         target=target, detail=_json(detail))
+               when: datetime, **detail: Any) -> None:
+        row = audit_row(who, action, target, when, **detail)  # the hot path's statement
+        self.q_audit.run(conn, **{**row, "detail": _json(row["detail"])})
 
     def _noise(self) -> tuple[float, float]:
         if self.params.noise <= 0:
@@ -202,7 +206,7 @@ class Evaluator:
             baselines=ds.baselines, created=utcnow()).on_conflict_do_nothing(
                 index_elements=["key"]))
         if added.rowcount == 1:
-            _audit(conn, None, "dataset.register", ds.key, name=ds.name, weak=ds.weak,
+            audit(conn, None, "dataset.register", ds.key, name=ds.name, weak=ds.weak,
                    strong=ds.strong, baselines=ds.baselines)
 
     def _reported(self, state: ladder.LadderState, released: bool,
@@ -272,8 +276,8 @@ class Evaluator:
         # An exact repeat of an earlier submission of the account (a deterministic method's
         # seeds) is answered from the account's state: no new noise, no new Ladder query,
         # so it tells nothing new and is no probing signal.
-        repeat = any(f.kind == "duplicate" for f in flags)
-        flags = [f for f in flags if f.kind != "duplicate"]
+        repeat = any(f.kind == FlagKind.DUPLICATE for f in flags)
+        flags = [f for f in flags if f.kind != FlagKind.DUPLICATE]
         with db.write_conn() as conn:
             total, hour = self.q_usage.run(
                 conn, agent=who.id, since=db.time(now - timedelta(hours=1))).fetchone()
@@ -354,14 +358,6 @@ def sid_placeholder(released: bool, state: ladder.LadderState) -> int | None:
     """The submission a non-releasing answer came from (a release is filled in after the
     insert, when its id is known)."""
     return None if released else state.submission
-
-
-def _audit(conn: Connection, actor: tuple[int, str] | None, action: str, target: str,
-           **detail: Any) -> None:
-    conn.execute(insert(AUDIT), {
-        "at": utcnow(), "actor_id": actor[0] if actor else None,
-        "actor": actor[1] if actor else "system", "action": action, "target": target,
-        "detail": detail})
 
 
 def _nan_none(x: float) -> float | None:

@@ -4,7 +4,6 @@ exact public scores and, where asked, private ones."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +12,8 @@ from typing import Any
 from sqlalchemy import Table, case, func, select
 from sqlalchemy.orm import Session
 
+from aar.contracts.events import ResearcherState
+from aar.contracts.flags import FlagState
 from aar.server.auth import Principal
 from aar.server.config import ServerConfig
 from aar.server.db import (
@@ -144,7 +145,7 @@ def researchers(s: Session, cfg: ServerConfig, who: Principal, dataset_key: str 
             r.last_activity = max(filter(None, (r.last_activity, last)), default=None)
     if who.is_admin:
         for agent_id, n in s.execute(select(Flag.agent_id, func.count())
-                                     .where(Flag.state == "open").group_by(Flag.agent_id)):
+                                     .where(Flag.state == FlagState.OPEN).group_by(Flag.agent_id)):
             if agent_id in rows:
                 rows[agent_id].open_flags = int(n)
     if dataset_key is not None:
@@ -154,7 +155,8 @@ def researchers(s: Session, cfg: ServerConfig, who: Principal, dataset_key: str 
     for r in rows.values():
         if r.best_pgr is None and r.points:
             r.best_pgr = max(v for _, v in r.points)
-    order = {"running": 0, "starting": 1, "failed": 2, "stopped": 3}
+    order: dict[str, int] = {ResearcherState.RUNNING: 0, ResearcherState.STARTING: 1,
+                             ResearcherState.FAILED: 2, ResearcherState.STOPPED: 3}
     return sorted(rows.values(), key=lambda r: (order.get(r.state, 4), r.name))
 
 
@@ -247,23 +249,14 @@ def _cell(cell: Any) -> str:
     return f"{mean:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
 
 
-def verifications(dataset: DatasetRow, limit: int = 3) -> list[dict[str, Any]]:
-    """The newest ``aar verify`` tables (``$AAR_HOME/runs/*/verify.json``) of a dataset,
-    formatted for a table: columns in order, one row per verified finding."""
-    from aar.settings import get_settings
+def verifications(s: Session, dataset: DatasetRow, limit: int = 3) -> list[dict[str, Any]]:
+    """The newest ``aar verify`` tables of a dataset (posted by ``aar verify``: ``POST
+    /api/v1/admin/verifications``), formatted for a table: columns in order, one row per
+    verified finding."""
+    from aar.server.references import verification_tables
 
-    root = get_settings().home / "runs"
-    files = sorted(root.glob("*/verify.json"), key=lambda p: p.stat().st_mtime,
-                   reverse=True) if root.is_dir() else []
     out: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(result, dict) or result.get("dataset") not in (dataset.name,
-                                                                         dataset.key):
-            continue
+    for result in verification_tables(s, (dataset.name, dataset.key), limit):
         rows, columns = [], []
         for row in result.get("rows") or []:
             if not isinstance(row, dict):
@@ -275,10 +268,8 @@ def verifications(dataset: DatasetRow, limit: int = 3) -> list[dict[str, Any]]:
                          "author": row.get("author"), "error": row.get("error"),
                          "reproduces": row.get("reproduces"), "gap": finite(row.get("gap")),
                          "cells": {k: _cell(v) for k, v in cells.items()}})
-        out.append({"run": result.get("run") or path.parent.name, "t": result.get("t"),
+        out.append({"run": result.get("run"), "t": result.get("t"),
                     "columns": columns, "rows": rows})
-        if len(out) >= limit:
-            break
     return out
 
 

@@ -1,4 +1,8 @@
-"""The dashboard's pages: server-rendered HTML (Jinja2), live through server-sent events.
+"""The dashboard: server-rendered HTML (Jinja2), live through server-sent events.
+
+This module holds what the pages share — :class:`Dashboard` (templates, sessions, the
+database, rendering and error pages), the checks of query and form parameters — and
+:func:`mount`; the pages themselves are routers in :mod:`aar.server.dashboard.pages`.
 
 Every page needs a session (``/login`` with a token); the oversight and audit pages need
 an admin's. A POST must come from this site (its ``Origin``/``Referer``, when sent, names
@@ -18,22 +22,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aar.server import flags, forum, leaderboard, transcripts
+from aar.data.splits import PUBLIC
+from aar.server import flags, forum, leaderboard
 from aar.server.config import ServerConfig
-from aar.server.dashboard import charts, code, data, live
-from aar.server.dashboard.session import COOKIE, LIFETIME_S, LOGIN_CSRF_COOKIE, Session, Sessions
-from aar.server.db import Agent, Archive, Database, Finding, FindingSubmission, Flag, Vote, audit
+from aar.server.dashboard import code, data, live
+from aar.server.dashboard.session import COOKIE, LOGIN_CSRF_COOKIE, Session, Sessions
+from aar.server.db import Agent, Archive, Database, Finding, FindingSubmission, Flag, Vote
 from aar.server.errors import ApiError
-from aar.server.evaluation import PRIVATE, PUBLIC, Catalog
-from aar.server.schemas import FINDING_TYPES
+from aar.server.evaluation import Catalog
+from aar.server.references import references
 from aar.w2s.metrics import estimate
 
 STATIC = Path(__file__).parent / "static"
@@ -124,7 +128,7 @@ def _environment() -> Environment:
 # --------------------------------------------------------------------------- input
 
 
-def _int(raw: str | None, name: str, lo: int, hi: int, default: int | None = None) -> int:
+def int_param(raw: str | None, name: str, lo: int, hi: int, default: int | None = None) -> int:
     if raw is None or raw == "":
         if default is None:
             raise PageError(400, f"{name} is missing")
@@ -138,7 +142,7 @@ def _int(raw: str | None, name: str, lo: int, hi: int, default: int | None = Non
     return value
 
 
-def _text(raw: str | None, name: str, max_len: int, required: bool = False) -> str | None:
+def text_param(raw: str | None, name: str, max_len: int, required: bool = False) -> str | None:
     value = (raw or "").strip()
     if "\x00" in value:
         raise PageError(400, f"{name} contains a NUL character; remove it")
@@ -149,7 +153,7 @@ def _text(raw: str | None, name: str, max_len: int, required: bool = False) -> s
     return value or None
 
 
-def _since(raw: str | None) -> datetime | None:
+def since_param(raw: str | None) -> datetime | None:
     value = (raw or "").strip()
     if not value:
         return None
@@ -161,7 +165,7 @@ def _since(raw: str | None) -> datetime | None:
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
-def _safe_next(raw: str | None) -> str:
+def safe_next(raw: str | None) -> str:
     """Only a path on this site (no scheme, no host, no '//')."""
     value = raw or "/"
     parts = urlsplit(value)
@@ -171,7 +175,7 @@ def _safe_next(raw: str | None) -> str:
     return value
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def read_form(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise PageError(415, "send the form as application/x-www-form-urlencoded")
@@ -187,7 +191,7 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-def _same_origin(request: Request) -> None:
+def same_origin(request: Request) -> None:
     """Refuse a POST whose Origin (or Referer) names another site."""
     host = request.headers.get("host", "")
     for header in ("origin", "referer"):
@@ -207,14 +211,11 @@ class Dashboard:
         self.db, self.cfg, self.catalog = db, cfg, catalog
         self.sessions = Sessions(db)
         self.watcher = live.Watcher(db)
-        self.refs = leaderboard.ReferenceRuns()
         self.env = _environment()
         self.static = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file()}
         self.static["code.css"] = code.stylesheet().encode()
         stamp = hashlib.sha256(b"".join(self.static[k] for k in sorted(self.static)))
         self.env.globals["asset"] = lambda name: f"/static/{name}?v={stamp.hexdigest()[:10]}"
-        self.router = APIRouter(include_in_schema=False)
-        self._routes()
 
     # ---------------------------------------------------------------- helpers
 
@@ -247,8 +248,8 @@ class Dashboard:
     async def post(self, request: Request, admin: bool = False
                    ) -> tuple[Session, dict[str, str]]:
         sess = self.session(request, admin)
-        _same_origin(request)
-        form = await _form(request)
+        same_origin(request)
+        form = await read_form(request)
         if not secrets.compare_digest(form.get("csrf", ""), sess.csrf):
             raise PageError(403, "the form's security token is missing or stale; reload "
                                  "the page and send it again")
@@ -271,7 +272,9 @@ class Dashboard:
         except ApiError:
             return 0.0, "weak teacher"
         best: tuple[float | None, str] = (0.0, "weak teacher")
-        for run in self.refs.for_dataset(ds, self.cfg.min_seeds):
+        with self.db.read() as session:
+            runs = references(session, ds, self.cfg.min_seeds)
+        for run in runs:
             scores = [s.get(PUBLIC, {}) for s in run["per_seed"]]
             if coarse:
                 acc = estimate([sc.get("accuracy", math.nan) for sc in scores])
@@ -284,290 +287,6 @@ class Dashboard:
         return best
 
     # ---------------------------------------------------------------- routes
-
-    def _routes(self) -> None:
-        r = self.router
-
-        @r.get("/static/{name}")
-        def static(name: str) -> Response:
-            body = self.static.get(name)
-            if body is None:
-                raise PageError(404, f"no static file {name!r}")
-            kind = {"css": "text/css", "js": "text/javascript"}.get(name.rsplit(".", 1)[-1],
-                                                                     "text/plain")
-            return Response(body, media_type=f"{kind}; charset=utf-8",
-                            headers={"Cache-Control": "public, max-age=3600",
-                                     "X-Content-Type-Options": "nosniff"})
-
-        @r.get("/login")
-        def login_page(request: Request, next: str | None = None) -> HTMLResponse:
-            if self.sessions.check(request.cookies.get(COOKIE)) is not None:
-                return RedirectResponse(_safe_next(next), 303)  # type: ignore[return-value]
-            return self.login_form(request, next)
-
-        @r.post("/login")
-        async def login(request: Request) -> Response:
-            _same_origin(request)
-            form = await _form(request)
-            expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-            if not expected or not secrets.compare_digest(form.get("csrf", ""), expected):
-                raise PageError(403, "the login form's security token is missing or stale "
-                                     "(are cookies on?); reload the login page")
-            token = (form.get("token") or "").strip()
-            issued = self.sessions.issue(token) if token and len(token) < 300 else None
-            if issued is None:
-                return self.login_form(request, form.get("next"), 401,
-                                       "that token is not valid (unknown or revoked)")
-            value, sess = issued
-            with self.db.write() as s:
-                audit(s, s.get(Agent, sess.who.id), "dashboard.login", sess.who.name,
-                      token_id=sess.token_id)
-            resp = RedirectResponse(_safe_next(form.get("next")), 303)
-            resp.set_cookie(COOKIE, value, max_age=LIFETIME_S, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https", path="/")
-            resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
-            return resp
-
-        @r.post("/logout")
-        async def logout(request: Request) -> Response:
-            sess, _ = await self.post(request)
-            self.sessions.end(sess)
-            resp = RedirectResponse("/login", 303)
-            resp.delete_cookie(COOKIE, path="/")
-            return resp
-
-        @r.get("/")
-        def overview(request: Request, dataset: str | None = None,
-                     run: str | None = None) -> HTMLResponse:
-            sess = self.session(request)
-            version = self.version()
-            rows, chosen = self.dataset_choice(dataset)
-            run_id = _text(run, "run", 128)
-            with self.db.read() as s:
-                all_runs = data.runs(s)
-                if run is None and len(all_runs) > 1:
-                    run_id = all_runs[0]  # several runs: the latest unless asked
-                elif run_id is not None and run_id not in all_runs:
-                    raise PageError(404, f"no research run {run_id!r} has reported")
-                people = data.researchers(s, self.cfg, sess.who,
-                                          chosen.key if chosen else None, run_id)
-                counts = data.flag_counts(s) if sess.who.is_admin else {}
-                recent = data.recent_findings(s, 6)
-            base, base_label = (self.baseline(chosen.key, not sess.who.is_admin)
-                                if chosen else (None, ""))
-            t0, t1 = self.time_span(people)
-            sparks = {p.id: charts.sparkline(p.points, t0, t1, base) for p in people}
-            best = max((p.best_pgr for p in people if p.best_pgr is not None), default=None)
-            totals = {"running": sum(p.state == "running" for p in people),
-                      "evals": sum(p.evals for p in people),
-                      "usd": sum(p.usd for p in people),
-                      "tokens": sum(p.tokens for p in people), "best": best}
-            return self.render("overview.html", sess, version=version, people=people,
-                               sparks=sparks, totals=totals, flag_counts=counts,
-                               recent=recent, datasets=rows, dataset=chosen, baseline=base,
-                               baseline_label=base_label, page="overview", run=run_id,
-                               runs=all_runs,
-                               now=datetime.now(UTC).replace(tzinfo=None))
-
-        @r.get("/events")
-        def events(request: Request, v: str | None = None, timeout: str | None = None
-                   ) -> Response:
-            if self.sessions.check(request.cookies.get(COOKIE)) is None:
-                return Response("not logged in\n", status_code=401, media_type="text/plain")
-            lifetime = _int(timeout, "timeout", 1, 60, 10)
-            since = request.headers.get("last-event-id") or v
-            return StreamingResponse(
-                live.stream(request, self.watcher, since and since[:32], lifetime),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-        @r.get("/leaderboard")
-        def board_page(request: Request, dataset: str | None = None) -> HTMLResponse:
-            sess = self.session(request)
-            version = self.version()
-            rows, chosen = self.dataset_choice(dataset)
-            admin = sess.who.is_admin
-            public = private = None
-            held_flags: dict[int, list[dict[str, Any]]] = {}
-            if chosen is not None:
-                try:
-                    ds = self.catalog.get(chosen.key)
-                except ApiError as exc:
-                    raise PageError(exc.status, exc.message) from None
-                with self.db.read() as s:
-                    public = leaderboard.board(s, ds, PUBLIC, coarse=not admin,
-                                               eta=self.cfg.eta, min_seeds=self.cfg.min_seeds,
-                                               refs=self.refs, viewer=sess.who.account,
-                                               noise=self.cfg.ladder_noise)
-                    if admin:
-                        private = leaderboard.board(
-                            s, ds, PRIVATE, coarse=False, eta=self.cfg.eta,
-                            min_seeds=self.cfg.min_seeds, refs=self.refs)
-                        ids = [h["finding"] for h in public["held"]]
-                        for fid in ids:
-                            held_flags[fid] = flags.list_flags(
-                                s, agent=None, state=None, source=None, finding=fid,
-                                since=None, limit=20, offset=0)["items"]
-                        self.add_submission_flags(s, ids, held_flags)
-            priv = {e["finding"]: e for e in [*(private or {}).get("entries", []),
-                                              *(private or {}).get("transductive", [])]}
-            checks = data.verifications(chosen) if admin and chosen is not None else []
-            return self.render("leaderboard.html", sess, version=version, datasets=rows,
-                               dataset=chosen, board=public, private=priv,
-                               held_flags=held_flags, verifications=checks,
-                               page="leaderboard")
-
-        @r.get("/pgr")
-        def pgr_page(request: Request, dataset: str | None = None) -> HTMLResponse:
-            sess = self.session(request)
-            version = self.version()
-            rows, chosen = self.dataset_choice(dataset)
-            people: list[data.Researcher] = []
-            svgs: dict[int, Markup] = {}
-            base, base_label = None, ""
-            if chosen is not None:
-                with self.db.read() as s:
-                    people = data.researchers(s, self.cfg, sess.who, chosen.key)
-                base, base_label = self.baseline(chosen.key, not sess.who.is_admin)
-                t0, t1 = self.time_span(people)
-                lo, hi = charts.y_range([v for p in people for _, v in p.points]
-                                        + ([base] if base is not None else []))
-                svgs = {p.id: charts.pgr_chart(p.name, p.points, t0, t1, base, base_label,
-                                               lo, hi) for p in people}
-            return self.render("pgr.html", sess, version=version, datasets=rows,
-                               dataset=chosen, people=people, svgs=svgs, baseline=base,
-                               baseline_label=base_label, page="pgr")
-
-        @r.get("/forum")
-        def forum_page(request: Request, type: str | None = None, q: str | None = None,
-                       author: str | None = None, page: str | None = None) -> HTMLResponse:
-            sess = self.session(request)
-            version = self.version()
-            kind = _text(type, "type", 16)
-            if kind is not None and kind not in FINDING_TYPES:
-                raise PageError(400, f"unknown finding type {kind!r}; use one of: "
-                                     f"{', '.join(FINDING_TYPES)}")
-            query = _text(q, "search", 500)
-            who = _text(author, "author", 64)
-            number = _int(page, "page", 1, 100_000, 1)
-            with self.db.read() as s:
-                try:
-                    found = forum.list_findings(s, self.db.dialect, q=query, type_=kind,
-                                                author=who, limit=PAGE_SIZE,
-                                                offset=(number - 1) * PAGE_SIZE)
-                except ApiError as exc:
-                    raise PageError(exc.status, exc.message) from None
-            pages = max(1, -(-found["total"] // PAGE_SIZE))
-            return self.render("forum.html", sess, version=version, found=found, kind=kind,
-                               q=query or "", author=who or "", number=number, pages=pages,
-                               types=FINDING_TYPES, page="forum")
-
-        @r.get("/researchers/{name}")
-        def researcher_page(request: Request, name: str, run: str | None = None,
-                            after: str | None = None) -> HTMLResponse:
-            sess = self.session(request)
-            version = self.version()
-            who = _text(name, "researcher", 64, required=True) or ""
-            if who != sess.who.name and not sess.who.is_admin:
-                raise PageError(403, "a researcher's page is for admins and for that "
-                                     "researcher")
-            run_id = _text(run, "run", 128)
-            start = _int(after, "after", -1, 10**9, -1)
-            with self.db.read() as s:
-                person = next((p for p in data.researchers(s, self.cfg, sess.who, None)
-                               if p.name == who), None)
-                if person is None:
-                    raise PageError(404, f"no researcher {who!r}")
-                turns = self.api(transcripts.list_turns, s, sess.who, who,
-                                 run_id or person.run_id or None, start, TRANSCRIPT_TURNS)
-                found = forum.list_findings(s, self.db.dialect, q=None, type_=None,
-                                            author=who, limit=PAGE_SIZE, offset=0)
-            said = [t for t in turns["items"] if t["kind"] == "assistant"]
-            seconds = sum(t.get("seconds") or 0.0 for t in said)
-            speed = {"calls": len(said),
-                     "tokens_in": sum(t.get("input_tokens") or 0 for t in said),
-                     "tokens_out": sum(t.get("output_tokens") or 0 for t in said),
-                     "per_s": (sum(t.get("output_tokens") or 0 for t in said) / seconds)
-                     if seconds > 0 else None}
-            return self.render("researcher.html", sess, version=version, p=person,
-                               turns=turns, found=found, speed=speed, page="overview",
-                               more=len(turns["items"]) >= TRANSCRIPT_TURNS)
-
-        @r.get("/forum/{finding_id}")
-        def finding_page(request: Request, finding_id: str) -> HTMLResponse:
-            sess = self.session(request)
-            return self.finding(request, sess, _int(finding_id, "finding id", 1, 2**31 - 1))
-
-        @r.post("/forum/{finding_id}/vote")
-        async def vote(request: Request, finding_id: str) -> Response:
-            sess, form = await self.post(request)
-            fid = _int(finding_id, "finding id", 1, 2**31 - 1)
-            value = _int(form.get("value"), "vote", -1, 1)
-            with self.db.write() as s:
-                self.api(forum.vote, s, sess.who, fid, value)
-            return RedirectResponse(f"/forum/{fid}#votes", 303)
-
-        @r.post("/forum/{finding_id}/comment")
-        async def comment(request: Request, finding_id: str) -> Response:
-            sess, form = await self.post(request)
-            fid = _int(finding_id, "finding id", 1, 2**31 - 1)
-            body = _text(form.get("body"), "comment", 20_000, required=True)
-            with self.db.write() as s:
-                c = self.api(forum.add_comment, s, sess.who, fid, body)
-            return RedirectResponse(f"/forum/{fid}#comment-{c['id']}", 303)
-
-        @r.get("/oversight")
-        def oversight(request: Request, state: str | None = None,
-                      page: str | None = None) -> HTMLResponse:
-            sess = self.session(request, admin=True)
-            version = self.version()
-            chosen = _text(state, "state", 16) or "open"
-            if chosen not in (*flags.STATES, "all"):
-                raise PageError(400, f"unknown flag state {chosen!r}; use open, accepted, "
-                                     "rejected or all")
-            number = _int(page, "page", 1, 100_000, 1)
-            with self.db.read() as s:
-                found = flags.list_flags(s, agent=None, state=None if chosen == "all"
-                                         else chosen, source=None, finding=None, since=None,
-                                         limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
-                counts = data.flag_counts(s)
-                names = data.titles(s, [f["finding"] for f in found["items"] if f["finding"]])
-            pages = max(1, -(-found["total"] // PAGE_SIZE))
-            return self.render("oversight.html", sess, version=version, found=found,
-                               state=chosen, counts=counts, titles=names, number=number,
-                               pages=pages, states=flags.STATES, page="oversight")
-
-        @r.post("/oversight/flags/{flag_id}")
-        async def review(request: Request, flag_id: str) -> Response:
-            sess, form = await self.post(request, admin=True)
-            fid = _int(flag_id, "flag id", 1, 2**31 - 1)
-            decision = form.get("decision", "")
-            if decision not in ("accept", "reject"):
-                raise PageError(400, "choose accept (it was reward hacking) or reject (a "
-                                     "false alarm)")
-            reason = _text(form.get("reason"), "reason", 5000, required=True)
-            with self.db.write() as s:
-                self.api(flags.review_flag, s, sess.who, fid,
-                         flags.ReviewIn(decision=decision, reason=reason or ""))  # type: ignore[arg-type]
-            return RedirectResponse(f"/oversight?state=open#flag-{fid}", 303)
-
-        @r.get("/audit")
-        def audit_page(request: Request, action: str | None = None, actor: str | None = None,
-                       since: str | None = None, page: str | None = None) -> HTMLResponse:
-            sess = self.session(request, admin=True)
-            version = self.version()
-            act = _text(action, "action", 48)
-            who = _text(actor, "actor", 64)
-            after = _since(since)
-            number = _int(page, "page", 1, 100_000, 1)
-            with self.db.read() as s:
-                rows, total = data.audit(s, act, who, after, PAGE_SIZE * 2,
-                                         (number - 1) * PAGE_SIZE * 2)
-                actions = data.audit_actions(s)
-            pages = max(1, -(-total // (PAGE_SIZE * 2)))
-            return self.render("audit.html", sess, version=version, rows=rows, total=total,
-                               actions=actions, action=act or "", actor=who or "",
-                               since=since or "", number=number, pages=pages, page="audit")
 
     # ---------------------------------------------------------------- page pieces
 
@@ -608,7 +327,7 @@ class Dashboard:
                    error: str | None = None) -> HTMLResponse:
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
         resp = self.render("login.html", None, status, csrf=token, error=error,
-                           next=_safe_next(next_url), page="login")
+                           next=safe_next(next_url), page="login")
         resp.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https",
                         path="/login")
@@ -643,7 +362,10 @@ def mount(app: FastAPI) -> Dashboard:
     errors on dashboard paths become HTML pages, API errors stay JSON."""
     dash = Dashboard(app.state.db, app.state.config, app.state.catalog)
     app.state.dashboard = dash
-    app.include_router(dash.router)
+    from aar.server.dashboard.pages import ROUTERS  # the pages import this module
+
+    for router in ROUTERS:
+        app.include_router(router)
 
     async def page_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
@@ -663,7 +385,8 @@ def mount(app: FastAPI) -> Dashboard:
                 if request.url.path.startswith(API_PREFIX) or original is None:
                     if original is None:
                         raise exc
-                    return await original(request, exc)
+                    answer: Response = await original(request, exc)
+                    return answer
                 status = getattr(exc, "status_code", 400)
                 message = str(getattr(exc, "detail", "")) or "bad request"
                 if isinstance(exc, RequestValidationError):
