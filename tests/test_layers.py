@@ -35,10 +35,7 @@ LAYER = {pkg: i for i, names in enumerate(LAYERS) for pkg in names}
 CLI = len(LAYERS) - 1
 
 # (importing module, imported package): why it is still there
-KNOWN: dict[tuple[str, str], str] = {
-    ("aar.data.prepare", "models"): "setup stores the labeled split's features in the "
-                                    "feature cache; prepare belongs one layer up",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _package(module: str) -> str:

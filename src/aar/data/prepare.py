@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from aar.data.features import SHIPPED_VERSION, features_file, save_features
 from aar.data.packages import ensure_package
 from aar.data.pairs import is_pairwise
 from aar.data.registry import Built, SplitSizes, parse_dataset
@@ -96,8 +97,6 @@ def prepare(ref: str, sizes: SplitSizes | None = None, seed: int = 0) -> Prepare
 
 
 def _write(name: str, key: str, built: Built, sizes: SplitSizes, seed: int) -> None:
-    from aar.models.cache import put_features  # features sit one stage after datasets
-
     examples = built.examples
     ids = [ex.id for ex in examples]
     if len(set(ids)) != len(ids):
@@ -127,9 +126,12 @@ def _write(name: str, key: str, built: Built, sizes: SplitSizes, seed: int) -> N
         texts = [by_id[i].text for s in ("unlabeled", "test") for i in order[s]]
         lab = [pos[i] for i in splits.ids["labeled"]]
         lab_texts = [by_id[i].text for i in splits.ids["labeled"]]
+        shared = get_settings().features_dir
         for enc, arr in built.features.items():
-            put_features(enc, texts, arr[rows])
-            put_features(enc, lab_texts, arr[lab], root=vault.features_dir)
+            for root, these, part in ((shared, texts, arr[rows]),
+                                      (vault.features_dir, lab_texts, arr[lab])):
+                save_features(features_file(root, enc, SHIPPED_VERSION, these), enc, these,
+                              part)
     ws.write(records, {"dataset": name, "key": key, "pairwise": pairwise,
                        "sizes": {"labeled": len(splits.ids["labeled"]),
                                  **{s: len(v) for s, v in order.items()}}})

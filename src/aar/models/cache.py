@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aar.data.features import features_file, save_features
 from aar.errors import AarError
 from aar.models.registry import EncoderSpec, Progress, parse_encoder
 from aar.settings import get_settings
-from aar.util import atomic_save_npy, stable_hash, texts_hash
+from aar.util import atomic_save_npy
 
 
 def features_path(encoder: str | EncoderSpec, texts: list[str],
@@ -22,9 +23,7 @@ def features_path(encoder: str | EncoderSpec, texts: list[str],
     """Where the features of ``texts`` live: under ``root`` (default: the shared feature
     cache; the vault keeps the labeled split's apart, out of method code's reach)."""
     spec = parse_encoder(encoder) if isinstance(encoder, str) else encoder
-    safe = spec.name.replace("/", "__").replace(":", "_")
-    key = stable_hash([spec.name, spec.version, texts_hash(texts)], n=20)
-    return (root or get_settings().features_dir) / safe / f"{key}.npy"
+    return features_file(root or get_settings().features_dir, spec.name, spec.version, texts)
 
 
 def has_features(encoder: str, texts: list[str]) -> bool:
@@ -33,13 +32,8 @@ def has_features(encoder: str, texts: list[str]) -> bool:
 
 def put_features(encoder: str, texts: list[str], arr: np.ndarray,
                  root: Path | None = None) -> Path:
-    """Store rows for ``texts`` (used by datasets that ship their own features)."""
-    arr = np.asarray(arr, dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[0] != len(texts):
-        raise AarError(f"features for {encoder}: shape {arr.shape} does not fit {len(texts)} texts")
-    path = features_path(encoder, texts, root)
-    atomic_save_npy(path, arr)
-    return path
+    """Store rows for ``texts`` (computed elsewhere, e.g. a held-out copy's)."""
+    return save_features(features_path(encoder, texts, root), encoder, texts, arr)
 
 
 def get_features(

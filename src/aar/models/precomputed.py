@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aar.data.features import SHIPPED_VERSION
 from aar.errors import AarError
 from aar.models.registry import Encoder, encoder
 
@@ -11,12 +12,12 @@ def _shipped_only(name: str) -> Encoder:
 
 
 @encoder("syn_weak", description="synthetic: weak view of the latent concept (shipped)",
-         precomputed=True)
+         precomputed=True, version=SHIPPED_VERSION)
 def load_syn_weak() -> Encoder:
     return _shipped_only("syn_weak")
 
 
 @encoder("syn_strong", description="synthetic: full view of the latent concept (shipped)",
-         precomputed=True)
+         precomputed=True, version=SHIPPED_VERSION)
 def load_syn_strong() -> Encoder:
     return _shipped_only("syn_strong")
