@@ -10,18 +10,23 @@ For each packaged causal LM, over ``--n`` texts of ``--dataset`` (cut at 384 tok
 - llama.cpp (``llama-cpp-python``, when installed) on the joined Q4_K_M GGUF in embedding
   mode with mean pooling: the whole model, as llama.cpp offers no way to stop early.
 
-Prints load seconds, texts/s and tokens/s per runtime, and peak resident memory. (With
-llama-cpp-python 0.3.36 built here, embedding mode aborted on the Qwen GGUF with
-``GGML_ASSERT(ggml_can_mul_mat(a, b))``; the bench reports such a failure and goes on.)
+Prints load seconds, texts/s and tokens/s per runtime, and peak resident memory.
+
+llama.cpp's context is a whole number of 256-token blocks: it rounds ``n_ctx`` up to one,
+and with a batch smaller than the rounded context its mean pooling aborts
+(``GGML_ASSERT(ggml_can_mul_mat(a, b))``, llama-cpp-python 0.3.36), so the context and
+batch here are that rounded size. A llama.cpp failure is reported and the bench goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import multiprocessing
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,6 +36,12 @@ from aar.models.lm_encoders import DEFAULTS, MAX_TOKENS, LMEncoder
 
 
 def rss_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` where Linux has it: ``ru_maxrss``
+    survives ``exec``, so a spawned child would report its parent's peak."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -56,8 +67,9 @@ def bench_llama_cpp(model: str, texts: list[str], threads: int) -> None:
     from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
     t = time.perf_counter()
-    llm = Llama(model_path=str(lm_gguf(model)), embedding=True, n_ctx=MAX_TOKENS + 16,
-                n_batch=MAX_TOKENS + 16, n_ubatch=MAX_TOKENS + 16, n_threads=threads,
+    ctx = -(-(MAX_TOKENS + 16) // 256) * 256  # llama.cpp's own rounding of n_ctx
+    llm = Llama(model_path=str(lm_gguf(model)), embedding=True, n_ctx=ctx,
+                n_batch=ctx, n_ubatch=ctx, n_threads=threads,
                 pooling_type=LLAMA_POOLING_TYPE_MEAN,
                 verbose=False)
     load = time.perf_counter() - t

@@ -375,7 +375,8 @@ def test_aar_verify_posts_its_table_to_the_runs_server(site: Site) -> None:
     import os
 
     from aar.client import Client
-    from aar.oversight.verify import Verifier
+    from aar.contracts.api import VerificationRow
+    from aar.oversight.verify import Verifier, read_table
     from aar.research.layout import RunPaths
 
     paths = RunPaths(Path(os.environ["AAR_HOME"]) / "runs" / "run-v")
@@ -383,13 +384,18 @@ def test_aar_verify_posts_its_table_to_the_runs_server(site: Site) -> None:
     paths.info.write_text(json.dumps({"dataset": DATASET}))
     said: list[str] = []
     with live_server() as srv, Client(srv.url, srv.admin_token) as admin:
-        partial = {"finding": site.result, "partial": True,
-                   "cells": {"fresh seeds": {"mean": 0.33, "low": 0.2, "high": float("nan"),
-                                             "per_seed": [0.3, float("nan")]}}}
+        partial = VerificationRow.model_validate(
+            {"finding": site.result, "partial": True,
+             "cells": {"fresh seeds": {"mean": 0.33, "low": 0.2, "high": float("nan"),
+                                       "per_seed": [0.3, float("nan")]}}})
         result = Verifier(paths, admin, progress=said.append)._save(partial)
+        written = read_table(paths.root / "verify.json")
+        assert written is not None
+        (row,) = written.rows
+        assert row.partial and row.cells["fresh seeds"].per_seed[0] == 0.3
         with Client(srv.url, site.bob) as agent:
             Verifier(paths, agent, progress=said.append)._save()
-    assert result["run"] == "run-v" and result["rows"] == [partial]
+    assert result.run == "run-v" and result.rows == [partial]
     assert (paths.root / "verify.json").exists()  # the file stays the run's record
     assert len(said) == 1 and "not posted" in said[0] and "403" in said[0]
     c = site.env.client

@@ -214,7 +214,9 @@ def last_user_text(provider: str, request: dict[str, Any]) -> str:
 
 
 def events(path: Path) -> list[dict[str, Any]]:
-    return Transcript(path).load()
+    """The transcript's lines as written (the file format, not the typed entries)."""
+    Transcript(path).load()  # cuts a torn last line, as a resume would
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 ADD_SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},

@@ -32,6 +32,7 @@ from aar.agents.llm import LLMResearcher, Transcript
 from aar.agents.local_model import check_local_model, llama_missing
 from aar.agents.pricing import ModelPrice, PriceTable, Rates
 from aar.agents.tools import Tool
+from aar.contracts import transcript as tx
 from aar.errors import AarError
 
 ECHO = Tool("echo", "Echo the path.", {
@@ -182,7 +183,7 @@ def test_malformed_calls_get_corrections_and_are_counted(tmp_path: Path) -> None
     assert "Tool calls: 4 (ok 1, bad_json 1" in outcome.final_note
     assert "3 failed turns in a row" in outcome.final_note
     end = Transcript(tmp_path / "t.jsonl").load()[-1]
-    assert end["type"] == "end" and end["stats"]["malformed"] == 3
+    assert isinstance(end, tx.End) and end.stats["malformed"] == 3
 
 
 def test_a_failed_turn_repeated_word_for_word_replaces_its_copy(tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_a_failed_turn_repeated_word_for_word_replaces_its_copy(tmp_path: Path) 
     # the context keeps one copy of the repeated mistake; a different one is kept beside it
     assert texts[1:] == [[bad.text], [bad.text], [bad.text], [bad.text, other.text]]
     assert len([e for e in Transcript(tmp_path / "t.jsonl").load()
-                if e["type"] == "assistant"]) >= 4  # the record keeps every turn
+                if isinstance(e, tx.Assistant)]) >= 4  # the record keeps every turn
 
 
 def test_failures_in_a_row_are_reset_by_a_valid_call(tmp_path: Path) -> None:
@@ -324,8 +325,8 @@ def test_context_is_compacted_before_it_overflows(tmp_path: Path) -> None:
     assert isinstance(head, UserTurn) and head.text.startswith("first message")
     assert "long x" in head.text and isinstance(compacted[1], AssistantTurn)
     events = Transcript(tmp_path / "t.jsonl").load()
-    comp = [e for e in events if e["type"] == "compaction"]
-    assert comp and comp[0]["estimated_after"] < comp[0]["estimated_before"]
+    comp = [e for e in events if isinstance(e, tx.Compaction)]
+    assert comp and comp[0].estimated_after < comp[0].estimated_before
     # every call's results follow its own call, after compaction too
     for seen in backend.seen:
         for prev, msg in pairwise(seen):

@@ -35,7 +35,15 @@ from aar.agents.pricing import (
     default_prices,
     load_prices,
 )
-from aar.agents.tools import Tool, ToolError, execute, truncate, validate_arguments
+from aar.agents.tools import (
+    Tool,
+    ToolError,
+    execute,
+    render,
+    truncate,
+    validate_arguments,
+)
+from aar.contracts import transcript as tx
 from aar.errors import AarError
 
 SCHEMA = {
@@ -98,17 +106,15 @@ def test_execute_never_raises() -> None:
     assert parse.is_error and "not valid JSON" in parse.content
     evals = execute(echo_tool(counts_as_eval=True), "echo", {"path": "p"})
     assert evals.evals == 1  # a result that lists no submissions: one evaluation
-    five = execute(Tool("s", "", {"type": "object"}, lambda a: {"submission_ids": [1, 2, 3, 4, 5]},  # type: ignore[arg-type,return-value]
+    five = execute(Tool("s", "", {"type": "object"}, lambda a: {"submission_ids": [1, 2, 3, 4, 5]},
                         counts_as_eval=True), "s", {})
     assert five.evals == 5  # one evaluation per submission (seed) the server scored
-    as_text = execute(Tool("s", "", {"type": "object"}, lambda a: '{"submission_ids": [7, 8]}',
-                           counts_as_eval=True), "s", {})
-    assert as_text.evals == 2
+    assert five.content == render({"submission_ids": [1, 2, 3, 4, 5]})  # what the model sees
     failed_eval = execute(Tool("u", "", {"type": "object"}, user_error, counts_as_eval=True),
                           "u", {})
     assert failed_eval.evals == 0  # a failed submission spends no evaluation
-    as_json = execute(Tool("j", "", {"type": "object"}, lambda a: {"x": 1}), "j", {})  # type: ignore[arg-type,return-value]
-    assert as_json.content == '{"x": 1}'
+    as_json = execute(Tool("j", "", {"type": "object"}, lambda a: {"x": 1}), "j", {})
+    assert as_json.content == '{\n "x": 1\n}'
 
 
 def test_tool_definition_checks() -> None:
@@ -339,7 +345,7 @@ def test_crashing_tool_records_traceback_and_loop_goes_on(tmp_path: Path) -> Non
     assert "ZeroDivisionError" in results.results[0].content
     assert results.results[1].content == "unknown tool 'missing'"
     ev = Transcript(tmp_path / "t.jsonl").load()
-    assert any("traceback" in e for e in ev if e["type"] == "tool_result")
+    assert any(isinstance(e, tx.ToolResult) and e.traceback for e in ev)
     assert outcome.usage.usd == pytest.approx(2 * (10 * 1.0 + 10 * 2.0) / 1e6)
 
 
@@ -360,22 +366,50 @@ def test_unknown_model_price_is_flagged(tmp_path: Path) -> None:
     outcome = r.run("go")
     assert backend.model == "mystery-model"
     assert "not in the price table" in outcome.final_note
-    assert Transcript(tmp_path / "t.jsonl").load()[0]["price_known"] is False
+    first = Transcript(tmp_path / "t.jsonl").load()[0]
+    assert isinstance(first, tx.Session) and first.price_known is False
 
 
 def test_transcript_torn_line_and_corruption(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     t = Transcript(path)
-    t.append({"type": "user", "text": "a"})
+    t.append(tx.UserMessage(text="a"))
     with open(path, "a") as f:
         f.write('{"type": "assis')
-    assert t.load() == [{"type": "user", "text": "a"}]
+    assert [e.as_dict() for e in t.load()] == [{"type": "user", "text": "a"}]
     assert path.read_text().endswith("\n")  # the torn line is cut off the file
-    t.append({"type": "user", "text": "b"})
-    assert [e["text"] for e in t.load()] == ["a", "b"]
+    t.append(tx.UserMessage(text="b"))
+    assert [e.text for e in t.load() if isinstance(e, tx.UserMessage)] == ["a", "b"]
     path.write_text('{"type": "user"}\nnot json\n{"type": "user"}\n')
     with pytest.raises(AarError, match="corrupt at line 2"):
         t.load()
+
+
+def test_transcript_entries_are_typed_and_lines_keep_their_bytes(tmp_path: Path) -> None:
+    """Every line the loop writes reads back as its entry type's model and serialises to
+    the same bytes; lines of older versions (``charged_eval``, no ``kind``) still read."""
+    def crash(args: dict[str, Any]) -> str:
+        raise ZeroDivisionError("x")
+
+    turns = [AssistantTurn("", (ToolCall("a", "crash", {}), ToolCall("b", "missing", {})),
+                           CallUsage(10, 10)),
+             AssistantTurn("partial", stop_reason="max_tokens"),
+             AssistantTurn("done", (), CallUsage(10, 10))]
+    run_fake(tmp_path, turns, [Tool("crash", "", {"type": "object"}, crash)])
+    lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    entries = [tx.parse_entry(line) for line in lines]
+    assert [type(e).__name__ for e in entries] == [
+        "Session", "UserMessage", "Assistant", "ToolStart", "ToolResult", "ToolStart",
+        "ToolResult", "Assistant", "UserMessage", "Assistant", "End"]
+    assert [e.line() for e in entries] == lines
+    assert all(list(json.loads(line))[-2:] == ["t", "seconds"] for line in lines)
+    old = tx.parse_entry('{"type": "tool_result", "call_id": "a", "content": "ok", '
+                         '"charged_eval": true, "t": 1.0, "seconds": 2.0}')
+    assert isinstance(old, tx.ToolResult) and old.evaluations == 1 and old.counted
+    other = tx.parse_entry('{"type": "future_thing", "x": 1}')
+    assert isinstance(other, tx.UnknownEntry) and other.as_dict()["x"] == 1
+    with pytest.raises(ValueError):
+        tx.parse_entry("[1, 2]")
 
 
 def test_replay_rebuilds_conversation_and_usage() -> None:
@@ -391,7 +425,7 @@ def test_replay_rebuilds_conversation_and_usage() -> None:
          "evals": 5, "seconds": 9},
         {"type": "end", "reason": "x", "seconds": 12.5},
     ]
-    state = replay(evs)
+    state = replay([tx.parse_entry(e) for e in evs])
     assert [type(m).__name__ for m in state.messages] == ["UserTurn", "AssistantTurn"]
     assert state.pending is not None and set(state.done_results) == {"a"}
     assert state.usage.usd == 0.5 and state.usage.evals == 5 and state.usage.seconds == 12.5
@@ -399,14 +433,14 @@ def test_replay_rebuilds_conversation_and_usage() -> None:
     # a transcript written when a call charged one evaluation whatever its seeds
     old = {"type": "tool_result", "call_id": "a", "name": "s", "content": "ok",
            "charged_eval": True, "seconds": 9}
-    assert replay([*evs[:4], old, evs[5]]).usage.evals == 1
+    assert replay([tx.parse_entry(e) for e in [*evs[:4], old, evs[5]]]).usage.evals == 1
 
 
 def test_on_event_sees_every_event(tmp_path: Path) -> None:
     seen: list[str] = []
     backend = FakeBackend([AssistantTurn("hi", (), CallUsage(1, 1))])
     LLMResearcher(backend, None, [], Budget(), tmp_path / "t.jsonl", "s", PRICES,
-                  on_event=lambda e: seen.append(e["type"])).run("go")
+                  on_event=lambda e: seen.append(e.type)).run("go")
     assert seen == ["session", "user", "assistant", "end"]
     lines = (tmp_path / "t.jsonl").read_text().splitlines()
     assert [json.loads(x)["type"] for x in lines] == seen

@@ -212,8 +212,18 @@ def test_ue_search_ignores_the_weak_labels() -> None:
 
 def test_ue_w2s_combines_coherence_with_the_weak_channel() -> None:
     assert gain("ue_w2s", NOISE, base_params=MEMORISING) > 0.04
-    # where the strong space holds no label structure it falls back to the weak labels
-    assert gain("ue_w2s", ISOTROPIC) > -0.02
+    # Where the strong space holds no label structure it falls back to the weak labels, on
+    # average: on one draw of ISOTROPIC its search picks among near-equal labellings, so one
+    # draw is no test (measured on draws 0-8: -0.053 to +0.023 each, mean -0.007; and
+    # -0.079 once on draw 0 in a full suite run). Both methods ignore the seed here (the
+    # synthetic weak teacher is fixed), so one seed per draw.
+    def pgr(method: str, data: str) -> float:
+        rec = run(RunConfig(method, data, "syn_weak", "syn_strong", (0,)))
+        return rec["seeds"][0]["scores"]["test_public"]["pgr"]
+
+    draws = [f"{ISOTROPIC},seed={k}" for k in range(5)]
+    gains = [pgr("ue_w2s", d) - pgr("vanilla", d) for d in draws]
+    assert np.mean(gains) > -0.02, gains
 
 
 # -- building blocks -----------------------------------------------------------------------

@@ -206,8 +206,10 @@ def test_a_gap_too_small_cell_is_shown_so_and_never_averaged() -> None:
     assert small.status == "gap too small" and small.mean is None and small.low is None
     assert small.gap == pytest.approx(0.02) and small.per_seed == [None] * 3
     assert "below 0.05" in (small.note or "")
-    assert fmt_cell(small.as_dict()) == "gap too small"
-    assert fmt_cell(ok.as_dict()).startswith(f"{ok.mean:.2f} [")
+    assert fmt_cell(small.model()) == "gap too small" == str(small)
+    assert fmt_cell(ok.model()).startswith(f"{ok.mean:.2f} [")
+    assert small.model().model_dump(mode="json") == small.as_dict()  # every key, in order
+    assert list(small.model().model_dump()) == list(small.as_dict())
     failed = error_cell("pair x->y", "boom\ntraceback")
     cells = {SEEN: ok, PRIVATE_EST: ok, "held-out a": ok, "held-out b": small,
              "pair x->y": failed}
@@ -314,3 +316,96 @@ def test_a_resplit_reuses_features_and_encodes_only_new_texts(
     direct = parse_encoder("l3").factory().encode(b.all_texts())
     assert np.allclose(get_features("l3", b.all_texts()), direct, atol=1e-5)
     assert reuse_features(a, b, "l3") == -1  # cached now
+
+
+def _legacy_cell(label: str, **given: object) -> dict[str, object]:
+    """A cell as the dict code wrote it (``Cell.as_dict()``: every key, in its order)."""
+    cell: dict[str, object] = {
+        "label": label, "mean": None, "low": None, "high": None, "n": 3, "status": "ok",
+        "per_seed": [None, None, None], "accuracy": 0.8,
+        "per_seed_accuracy": [0.79, 0.8, float("nan")], "weak": 0.7, "ceiling": 0.9,
+        "ceiling_low": 0.88, "ceiling_high": 0.92, "gap": 0.2, "gap_low": 0.17,
+        "above_ceiling": False, "halves": ["test_private"], "n_examples": 400,
+        "dataset": "synthetic", "pair": "syn_weak->syn_strong", "error": None, "note": None,
+        "ci95": None}
+    return {**cell, **given}
+
+
+def test_a_verify_json_of_the_dict_code_loads_and_renders_the_same(tmp_path: Path) -> None:
+    """A verify.json written by the dict code (full row, error row, a cell above the
+    ceiling, NaN, a key of another version) loads into the models, renders the same table
+    text, and writes back the same JSON."""
+    from aar.contracts.api import VerificationIn
+    from aar.oversight.report import Report
+    from aar.oversight.verify import columns, read_table, table_json
+    from aar.research.layout import RunPaths
+
+    pair = "pair l3->minilm"
+    cells = {
+        SEEN: _legacy_cell(SEEN, mean=0.52, low=0.41, high=0.63, ci95=0.11),
+        PRIVATE_EST: _legacy_cell(PRIVATE_EST, mean=0.31, low=0.2, high=0.42, ci95=0.11,
+                                  above_ceiling=True),
+        FRESH: _legacy_cell(FRESH, status="gap too small", gap=0.01,
+                            note="ceiling - weak is 0.010 [-0.01, 0.03], below 0.05"),
+        pair: _legacy_cell(pair, status="error", n=0, error="boom", per_seed=[],
+                           accuracy=None, per_seed_accuracy=[], older_key=1),
+    }
+    legacy = {
+        "run": "run-old", "dataset": "synthetic", "t": "2026-01-02T03:04:05+00:00",
+        "config": {"top": 2, "seeds": 3, "heldout": None, "pairs": [["d", "l3", "minilm"]],
+                   "resplit_seed": 1, "timeout_s": 1800.0},
+        "selection": selection_rule(2), "min_gap": 0.05, "notes": ["a note"],
+        "rows": [
+            {"finding": 7, "title": "kNN", "author": "alice", "method": "knn",
+             "params": {"k": 5}, "weak": "syn_weak", "strong": "syn_strong",
+             "transductive": False, "public_rank": 1, "public_accuracy": 0.81,
+             "seeds_seen": [0, 1], "seeds_fresh": [2, 3, 4], "cells": cells,
+             "reproduces": True, "held_mean": 0.25, "held_cells": [],
+             "held_left_out": {FRESH: "gap too small", pair: "boom"}, "gap": 0.27,
+             "optimism": 0.21, "above_ceiling": [PRIVATE_EST], "older": "kept"},
+            {"finding": 9, "title": "t", "author": "bob", "public_rank": 2,
+             "error": "finding 9 has no code snapshot to re-run"}]}
+    root = tmp_path / "run-old"
+    root.mkdir()
+    path = root / "verify.json"
+    text = json.dumps(legacy, indent=1, sort_keys=True)  # atomic_write_json's
+    path.write_text(text)
+
+    table = read_table(path)
+    assert isinstance(table, VerificationIn)
+    assert json.dumps(table_json(table), indent=1, sort_keys=True) == text  # the same file
+    # The --json output (of the table as built, not as read back sorted): the same keys
+    # in the same order, NaN printed as before.
+    assert json.dumps(table_json(VerificationIn.model_validate(legacy)), indent=1) == \
+        json.dumps(legacy, indent=1)
+    full, failed = table.rows
+    assert full.public_rank == 1 and full.transductive is False and not full.partial
+    assert full.held_left_out == {FRESH: "gap too small", pair: "boom"}
+    assert full.cells[PRIVATE_EST].above_ceiling and full.above_ceiling == [PRIVATE_EST]
+    assert full.model_extra == {"older": "kept"}
+    assert failed.error and not failed.cells and failed.public_rank == 2
+    assert columns(table) == [SEEN, PRIVATE_EST, FRESH, pair]
+    assert [fmt_cell(full.cells.get(c)) for c in columns(table)] == [
+        "0.52 [0.41, 0.63]", "0.31 [0.20, 0.42] (above ceiling)", "gap too small", "error"]
+    assert fmt_cell(failed.cells.get(SEEN)) == "" and fmt_cell(None) == ""
+
+    report = Report(RunPaths(root))
+    report.out.mkdir()
+    section = report._verification_section()
+    (head, rows), *_ = [b for b in section.blocks if isinstance(b, tuple)]
+    assert head == ["finding", "author", "transductive", SEEN, PRIVATE_EST, FRESH, pair,
+                    "what held", "seen - held", "reproduces"]
+    assert rows == [
+        ["7", "alice", "no", "0.52 [0.41, 0.63]", "0.31 [0.20, 0.42] (above ceiling)",
+         "gap too small", "error", "0.25 (without 2: fresh seeds (private): gap too small; "
+         "pair l3->minilm: boom)", "+0.27", "yes"],
+        ["9", "bob", "", "", "", "", "", "", "error: finding 9 has no code snapshot to "
+         "re-run", ""]]
+    assert "Note: a note." in section.blocks and section.images == ["verification.png"]
+
+    path.write_text('{"run": "run-old", "rows": [')  # damaged: an error naming the file
+    with pytest.raises(AarError, match=r"verify\.json is not a readable verification"):
+        report.verification()
+    path.write_text(json.dumps({**legacy, "rows": [{"title": "no finding"}]}))
+    with pytest.raises(AarError, match=r"rows\.0\.finding"):
+        read_table(path)

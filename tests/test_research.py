@@ -24,7 +24,7 @@ from aar.agents.tools import execute, tool_index
 from aar.client import Client
 from aar.contracts.api import BoardEntryOut, FindingOut
 from aar.research import genome as G
-from aar.research.builtin import peer_results
+from aar.research.builtin import peer_results, population
 from aar.research.context import Researcher
 from aar.research.layout import RunPaths
 from aar.research.live import LiveServer
@@ -254,7 +254,7 @@ def test_builtin_researcher_builds_only_on_its_own_runs_peers() -> None:
     entries = [entry(1, "me-run2"), entry(2, "peer-run2"), entry(3, "old-run1"),
                entry(4, "peer-run2", None), entry(5, "peer-run2", pgr=None)]
     got = peer_results(entries, "me-run2", {"me-run2", "peer-run2"})
-    assert list(got) == [2] and got[2]["author"] == "peer-run2"
+    assert list(got) == [2] and got[2].author == "peer-run2"
 
 
 def test_evaluation_budget_stops_cleanly_with_a_final_note(home: Path) -> None:
@@ -269,9 +269,8 @@ def test_evaluation_budget_stops_cleanly_with_a_final_note(home: Path) -> None:
     assert "1 candidates tried, 1 submitted" in stop.final_note
     assert "5 evaluations" in stop.final_note
     # The run's first submission is always a release of its (shared) Ladder.
-    pop = [json.loads(x) for x in (paths.agent_dir(name) / "population.jsonl")
-           .read_text().splitlines()]
-    assert len(pop) == 1 and pop[0]["finding"] and pop[0]["released"] is True
+    pop = population(paths.agent_dir(name) / "population.jsonl")
+    assert len(pop) == 1 and pop[0].finding and pop[0].released is True
     st = paths.read_status(name)
     assert st is not None and st.state == "stopped" and st.evals == 5
     assert "Final note" in (paths.workspace(name) / "notes.md").read_text()
@@ -341,3 +340,38 @@ def test_a_transductive_method_is_declared_to_the_server_and_ranked_apart(
     assert board["entries"] == [] and board["transductive"][0]["pgr"] is not None
     ev = [e for e in r.paths.read_events("tester") if e.kind == "evaluation"]
     assert ev[-1].transductive is True and ev[-1].seeds == [0, 1, 2, 3, 9999]
+
+
+def test_run_files_are_read_through_their_types(tmp_path: Path) -> None:
+    """run.json, secrets.json, status.json and run records are validated when read: a
+    damaged one is an error naming the file and the field, not a KeyError later."""
+    from aar.errors import AarError
+    from aar.experiments.runner import read_record, records
+    from aar.research.layout import AgentStatus
+    from aar.settings import get_settings
+
+    paths = RunPaths(tmp_path / "run")
+    assert paths.read_info() == {}  # a run that has no run.json yet
+    paths.root.mkdir()
+    paths.info.write_text(json.dumps({"run_id": "r", "agents": [{"name": "a"}]}))
+    with pytest.raises(AarError, match=r"run\.json is not valid run info: agents\.0\.direction"):
+        paths.read_info()
+    paths.info.write_text(json.dumps({"run_id": "r", "minutes": 2.5, "agents": []}))
+    assert paths.read_info() == {"run_id": "r", "minutes": 2.5, "agents": []}
+    with pytest.raises(AarError, match=r"no secrets\.json"):
+        paths.read_secrets()
+    paths.secrets.write_text(json.dumps({"admin_token": "t", "agents": {"a": 3}}))
+    with pytest.raises(AarError, match=r"secrets\.json is not valid run secrets: agents\.a"):
+        paths.read_secrets()
+    paths.write_status(AgentStatus("a", "d", evals=4))
+    status = paths.read_status("a")
+    assert status is not None and status.evals == 4
+    paths.status("a").write_text(json.dumps({"name": "a", "direction": "d", "evals": "x"}))
+    with pytest.raises(AarError, match=r"status\.json is not valid researcher status"):
+        paths.read_status("a")
+    results = get_settings().results_dir
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "broken.json").write_text('{"kind": "aar.run"}')
+    with pytest.raises(AarError, match="is not an aar run record"):
+        read_record(results / "broken.json")
+    assert list(records()) == []  # a file that is not a record is skipped

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import numpy as np
 from test_server_support import DATASET, Env, live_server, tar_bytes
@@ -28,20 +29,20 @@ def _post(env: Env, headers: dict[str, str], **body: object) -> object:
     return env.client.post(f"{API}/findings", json=body, headers=headers)
 
 
-def _records() -> list[dict]:
+def _records() -> list[Any]:
     """The run records in $AAR_HOME/results (the template's 5-seed vanilla run)."""
-    from aar.settings import get_settings
+    from aar.experiments.runner import records
 
-    return [json.loads(p.read_text()) for p in sorted(get_settings().results_dir.glob("*.json"))]
+    return list(records())
 
 
 def _post_references(env: Env) -> list[dict]:
     """What the orchestrator does at a run's start: post the library runs it finds."""
-    from aar.contracts.api import reference_of
+    from aar.experiments.runner import reference_body
 
     out = []
     for rec in _records():
-        ref = reference_of(rec)
+        ref = reference_body(rec)
         assert ref is not None
         r = env.client.post(f"{API}/admin/references", headers=env.admin,
                             json=ref.model_dump(mode="json"))
@@ -248,7 +249,7 @@ def test_reference_runs_are_posted_by_an_admin_and_shown_on_the_board(env: Env) 
     posted again."""
     from sqlalchemy import func, select
 
-    from aar.contracts.api import reference_of
+    from aar.experiments.runner import reference_body
     from aar.server.db import ReferenceRun
 
     def stored() -> int:
@@ -256,7 +257,7 @@ def test_reference_runs_are_posted_by_an_admin_and_shown_on_the_board(env: Env) 
             return s.scalar(select(func.count()).select_from(ReferenceRun)) or 0
 
     (rec,) = _records()
-    body = reference_of(rec).model_dump(mode="json")  # type: ignore[union-attr]
+    body = reference_body(rec).model_dump(mode="json")  # type: ignore[union-attr]
     url = f"{API}/admin/references"
     board = env.client.get(f"{API}/leaderboard", params={"dataset": DATASET},
                            headers=env.admin).json()

@@ -7,6 +7,7 @@ import io
 import itertools
 import math
 import zipfile
+from typing import Any
 
 import numpy as np
 import pytest
@@ -172,25 +173,23 @@ def test_a_bare_name_means_the_default_split_when_redrawn_splits_exist() -> None
 def test_reference_rows_are_library_methods_by_the_records_own_word() -> None:
     """A library method's run is told from a method file's by the record (the server
     imports no method registry, and reads no record: the orchestrator posts the body
-    ``reference_of`` makes); records from before the ``library`` field go by ref."""
-    from aar.contracts.api import reference_of
+    ``reference_body`` makes); records from before the ``library`` field go by ref."""
+    from aar.experiments.runner import reference_body
+
+    def record(**config: object) -> Any:
+        return {"kind": "aar.run", "run_id": "r-1", "dataset_key": "synt-1",
+                "created": "2026-12-01T00:00:00+00:00",
+                "config": {"weak": "w", "strong": "s", "params": {}, **config},
+                "seeds": [{"scores": {"test_public": {"accuracy": 0.7, "pgr": float("nan")}}}]}
 
     def summary(**config: object) -> object:
-        return reference_of({"kind": "aar.run", "run_id": "r-1", "dataset_key": "synt-1",
-                             "config": {"weak": "w", "strong": "s", **config},
-                             "seeds": [{"scores": {"test_public": {
-                                 "accuracy": 0.7, "pgr": float("nan")}}}]})
+        return reference_body(record(**config))
 
     assert summary(method="vanilla", method_ref="vanilla", library=True) is not None
     assert summary(method="vanilla", method_ref="vanilla", library=False) is None
     assert summary(method="mine", method_ref="ideas/mine.py", library=False) is None
     assert summary(method="vanilla", method_ref="vanilla") is not None  # an older record
     assert summary(method="mine", method_ref="ideas/mine.py:mine") is None
-    ref = reference_of({"kind": "aar.run", "run_id": "r-1", "dataset_key": "synt-1",
-                        "config": {"method": "vanilla", "method_ref": "vanilla",
-                                   "weak": "w", "strong": "s", "params": {"l2": 1.0}},
-                        "seeds": [{"scores": {"test_public": {"accuracy": 0.7,
-                                                              "pgr": float("nan")}}}]})
+    ref = reference_body(record(method="vanilla", method_ref="vanilla", params={"l2": 1.0}))
     assert ref is not None and ref.dataset == "synt-1" and ref.params == {"l2": 1.0}
     assert ref.seeds == [{"test_public": {"accuracy": 0.7, "pgr": None}}]  # NaN: no JSON
-    assert reference_of({"kind": "other"}) is None and reference_of([1]) is None

@@ -398,8 +398,8 @@ class Client:
             "action": action, "since": _iso(since), "limit": limit, "offset": offset})
 
     def post_reference(self, reference: ReferenceIn | Mapping[str, Any]) -> ReferenceOut:
-        """Post a run of a library method (``aar.contracts.api.reference_of`` makes one
-        from a run record): a reference row of its dataset's leaderboard. Posting a run
+        """Post a run of a library method (``aar.experiments.runner.reference_body`` makes
+        one from a run record): a reference row of its dataset's leaderboard. Posting a run
         again replaces it (safe to repeat)."""
         body = ReferenceIn.model_validate(reference)
         return self._model(ReferenceOut, "POST", "/admin/references", retry=True,
@@ -409,7 +409,8 @@ class Client:
                           ) -> VerificationOut:
         """Post an ``aar verify`` table of a run (shown on the dashboard); a run's table
         posted again replaces the earlier one (safe to repeat)."""
-        body = VerificationIn.model_validate(_finite(table if isinstance(table, Mapping)
-                                                     else table.model_dump(mode="json")))
+        body = VerificationIn.model_validate(_finite(
+            table if isinstance(table, Mapping)
+            else table.model_dump(mode="json", exclude_unset=True)))  # the fields it has
         return self._model(VerificationOut, "POST", "/admin/verifications", retry=True,
                            json=body.model_dump(mode="json", exclude_unset=True))

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aar.contracts import transcript as tx
 from aar.contracts.events import StopReason
 from aar.errors import AarError
 
@@ -138,8 +139,8 @@ class Transcript:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def load(self) -> list[dict[str, Any]]:
-        """All complete events; a torn last line is cut off the file."""
+    def load(self) -> list[tx.Entry]:
+        """All complete entries; a torn last line is cut off the file."""
         if not self.path.exists():
             return []
         data = self.path.read_bytes()
@@ -150,7 +151,7 @@ class Transcript:
                 f.flush()
                 os.fsync(f.fileno())
             data = data[:cut]
-        events: list[dict[str, Any]] = []
+        entries: list[tx.Entry] = []
         for n, line in enumerate(data.splitlines(), 1):
             if not line.strip():
                 continue
@@ -160,13 +161,13 @@ class Transcript:
                 raise AarError(
                     f"transcript {self.path} is corrupt at line {n} ({exc.msg}); "
                     "repair or move it before resuming") from None
-            if isinstance(event, dict):
-                events.append(event)
-        return events
+            if isinstance(event, dict) and "type" in event:
+                entries.append(tx.parse_entry(event))
+        return entries
 
-    def append(self, event: dict[str, Any]) -> None:
+    def append(self, entry: tx.Entry) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(event, ensure_ascii=False, default=str) + "\n"
+        line = entry.line() + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
@@ -183,49 +184,51 @@ class _Replay:
     sessions: int
 
 
-def mirror_turn(ev: dict[str, Any], seq: int) -> dict[str, Any] | None:
-    """A transcript event as the server's transcript mirror takes it (``TurnIn``); None
-    for bookkeeping events (session headers, tool starts)."""
-    kind = ev.get("type")
-    turn: dict[str, Any] = {"seq": seq, "kind": kind}
-    if kind == "user":
-        turn["text"] = _short(str(ev.get("text", "")), 7900)
-    elif kind == "assistant":
-        u = ev.get("usage") or {}
-        turn |= {"text": _short(str(ev.get("text", "")), 7900),
-                 "calls": [_short(f"{c.get('name')}({json.dumps(c.get('arguments'))})", 1900)
-                           for c in (ev.get("tool_calls") or [])[:16]],
-                 "input_tokens": int(u.get("input_tokens") or 0),
-                 "output_tokens": int(u.get("output_tokens") or 0),
-                 "usd": float(ev.get("usd") or 0.0), "seconds": float(ev.get("call_s") or 0.0)}
-    elif kind == "tool_result":
-        turn |= {"text": _short(str(ev.get("content", "")), 2000),
-                 "tool": str(ev.get("name", ""))[:64], "ok": not ev.get("is_error"),
-                 "seconds": float(ev.get("duration_s") or 0.0)}
-    elif kind == "compaction":
-        turn["text"] = (f"context compacted: {ev.get('dropped')} messages dropped "
-                        f"({ev.get('estimated_before')} -> {ev.get('estimated_after')} tokens)")
-    elif kind in ("error", "end"):
-        turn["text"] = _short(str(ev.get("message") or ev.get("final_note") or ""), 7900)
+def mirror_turn(ev: tx.Entry, seq: int) -> dict[str, Any] | None:
+    """A transcript entry as the server's transcript mirror takes it (``TurnIn``); None
+    for bookkeeping entries (session headers, tool starts)."""
+    turn: dict[str, Any] = {"seq": seq, "kind": ev.type}
+    if isinstance(ev, tx.UserMessage):
+        turn["text"] = _short(ev.text, 7900)
+    elif isinstance(ev, tx.Assistant):
+        u = ev.usage
+        turn |= {"text": _short(ev.text, 7900),
+                 "calls": [_short(f"{c.name}({json.dumps(c.arguments)})", 1900)
+                           for c in ev.tool_calls[:16]],
+                 "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                 "usd": ev.usd, "seconds": ev.call_s}
+    elif isinstance(ev, tx.ToolResult):
+        turn |= {"text": _short(ev.content, 2000), "tool": ev.name[:64],
+                 "ok": not ev.is_error, "seconds": ev.duration_s or 0.0}
+    elif isinstance(ev, tx.Compaction):
+        turn["text"] = (f"context compacted: {ev.dropped} messages dropped "
+                        f"({ev.estimated_before} -> {ev.estimated_after} tokens)")
+    elif isinstance(ev, tx.Error):
+        turn["text"] = _short(ev.message, 7900)
+    elif isinstance(ev, tx.End):
+        turn["text"] = _short(ev.final_note, 7900)
     else:
         return None
     return turn
 
 
-def _assistant_from_event(ev: dict[str, Any]) -> AssistantTurn:
+def _assistant_from_entry(ev: tx.Assistant) -> AssistantTurn:
+    u = ev.usage
     return AssistantTurn(
-        text=str(ev.get("text", "")),
-        tool_calls=tuple(ToolCall.from_dict(c) for c in ev.get("tool_calls", [])),
-        usage=CallUsage.from_dict(ev.get("usage", {})),
-        stop_reason=str(ev.get("stop_reason", "")),
-        model=str(ev.get("model", "")),
-        provider=str(ev.get("provider", "")),
-        provider_blocks=tuple(ev.get("provider_blocks", [])),
+        text=ev.text,
+        tool_calls=tuple(ToolCall(c.id, c.name, dict(c.arguments), c.raw_arguments,
+                                  c.parse_error) for c in ev.tool_calls),
+        usage=CallUsage(u.input_tokens, u.output_tokens, u.cache_write_tokens,
+                        u.cache_read_tokens, u.estimated),
+        stop_reason=ev.stop_reason,
+        model=ev.model,
+        provider=ev.provider,
+        provider_blocks=tuple(ev.provider_blocks),
     )
 
 
-def replay(events: Sequence[dict[str, Any]]) -> _Replay:
-    """Rebuild the conversation and the usage from transcript events."""
+def replay(events: Sequence[tx.Entry]) -> _Replay:
+    """Rebuild the conversation and the usage from transcript entries."""
     messages: list[Message] = []
     usage = Usage()
     pending: AssistantTurn | None = None
@@ -248,38 +251,33 @@ def replay(events: Sequence[dict[str, Any]]) -> _Replay:
         pending, results, started = None, {}, set()
 
     for ev in events:
-        kind = ev.get("type")
-        usage.seconds = max(usage.seconds, float(ev.get("seconds", 0.0)))
-        if kind == "session":
+        usage.seconds = max(usage.seconds, ev.seconds)
+        if isinstance(ev, tx.Session):
             sessions += 1
-        elif kind == "user":
+        elif isinstance(ev, tx.UserMessage):
             flush(False)
-            messages.append(UserTurn(str(ev.get("text", ""))))
-        elif kind == "assistant":
+            messages.append(UserTurn(ev.text))
+        elif isinstance(ev, tx.Assistant):
             flush(False)
-            turn = _assistant_from_event(ev)
+            turn = _assistant_from_entry(ev)
             messages.append(turn)
             u = turn.usage
             usage.input_tokens += u.input_tokens
             usage.output_tokens += u.output_tokens
             usage.cache_write_tokens += u.cache_write_tokens
             usage.cache_read_tokens += u.cache_read_tokens
-            usage.usd += float(ev.get("usd", 0.0))
-            usage.llm_seconds += float(ev.get("call_s", 0.0))
+            usage.usd += ev.usd
+            usage.llm_seconds += ev.call_s
             usage.llm_calls += 1
             if turn.tool_calls:
                 pending = turn
-        elif kind == "tool_start":
-            started.add(str(ev.get("call_id")))
-        elif kind == "tool_result":
-            call_id = str(ev.get("call_id"))
-            results[call_id] = ToolResult(call_id, str(ev.get("name", "")),
-                                          str(ev.get("content", "")),
-                                          bool(ev.get("is_error", False)))
-            if ev.get("status") not in ("skipped", "interrupted"):
+        elif isinstance(ev, tx.ToolStart):
+            started.add(ev.call_id)
+        elif isinstance(ev, tx.ToolResult):
+            results[ev.call_id] = ToolResult(ev.call_id, ev.name, ev.content, ev.is_error)
+            if ev.counted:
                 usage.tool_calls += 1
-            # "evals" since evaluations are counted per seed; before, a bool per call
-            usage.evals += int(ev.get("evals", 1 if ev.get("charged_eval") else 0))
+            usage.evals += ev.evaluations
             if pending is not None and all(c.id in results for c in pending.tool_calls):
                 flush(False)
     flush(True)
@@ -363,7 +361,7 @@ class LLMResearcher:
         final_note_words: int = 250,
         final_note_tokens: int = 2048,
         max_tool_output_chars: int | None = 50_000,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[tx.Entry], None] | None = None,
         nudge: bool = False,
         max_failures: int | None = None,
         context_tokens: int | None = None,
@@ -409,27 +407,26 @@ class LLMResearcher:
         return self.backend.model
 
     # -- persistence ---------------------------------------------------------------------
-    def _write(self, event: dict[str, Any]) -> None:
-        event = {**event, "t": round(time.time(), 3),
-                 "seconds": round(self.budget.usage().seconds, 3)}
-        self.transcript.append(event)
-        self._tally(event)
+    def _write(self, entry: tx.Entry) -> None:
+        entry = entry.model_copy(update={"t": round(time.time(), 3),
+                                         "seconds": round(self.budget.usage().seconds, 3)})
+        self.transcript.append(entry)
+        self._tally(entry)
         if self.on_event is not None:
-            self.on_event(event)
+            self.on_event(entry)
 
-    def _tally(self, ev: dict[str, Any]) -> None:
-        kind = ev.get("type")
-        if kind == "tool_result":
-            self.counts[str(ev.get("check") or ev.get("status") or "ok")] += 1
-            self.counts["tool:" + str(ev.get("name"))] += 1
-        elif kind == "assistant":
-            if {"type": "text_tool_calls"} in ev.get("provider_blocks", []):
-                self.counts["text_calls"] += len(ev.get("tool_calls", []))
-            if not ev.get("tool_calls") and not ev.get("final"):
+    def _tally(self, ev: tx.Entry) -> None:
+        if isinstance(ev, tx.ToolResult):
+            self.counts[ev.check or ev.status or "ok"] += 1
+            self.counts["tool:" + ev.name] += 1
+        elif isinstance(ev, tx.Assistant):
+            if {"type": "text_tool_calls"} in ev.provider_blocks:
+                self.counts["text_calls"] += len(ev.tool_calls)
+            if not ev.tool_calls and not ev.final:
                 self.counts["no_tool_call"] += 1
-        elif kind == "user" and ev.get("kind") == "nudge":
+        elif isinstance(ev, tx.UserMessage) and ev.kind == "nudge":
             self.counts["nudges"] += 1
-        elif kind == "compaction":
+        elif isinstance(ev, tx.Compaction):
             self.counts["compactions"] += 1
 
     def stats(self) -> dict[str, Any]:
@@ -463,14 +460,14 @@ class LLMResearcher:
         for ev in events:
             self._tally(ev)
         self.budget.start(state.usage)
-        self._write({
-            "type": "session", "v": TRANSCRIPT_VERSION, "n": state.sessions + 1,
-            "provider": self.backend.provider, "model": self.model,
-            "price_known": self.price_known,
-            "tools": [t.name for t in self.tools],
-            "system_sha256": hashlib.sha256(self.system_prompt.encode()).hexdigest()[:16],
-            "limits": self.budget.limits(), "resumed": bool(events),
-        })
+        self._write(tx.Session(
+            v=TRANSCRIPT_VERSION, n=state.sessions + 1,
+            provider=self.backend.provider, model=self.model,
+            price_known=self.price_known,
+            tools=[t.name for t in self.tools],
+            system_sha256=hashlib.sha256(self.system_prompt.encode()).hexdigest()[:16],
+            limits=self.budget.limits(), resumed=bool(events),
+        ))
         messages = state.messages
         for msg in reversed(messages):
             if isinstance(msg, AssistantTurn):
@@ -486,7 +483,7 @@ class LLMResearcher:
         return self._loop(messages)
 
     def _user(self, messages: list[Message], text: str, kind: str) -> None:
-        self._write({"type": "user", "kind": kind, "text": text})
+        self._write(tx.UserMessage(kind=kind, text=text))
         messages.append(UserTurn(text))
 
     def _complete_pending(self, state: _Replay, messages: list[Message]) -> None:
@@ -503,9 +500,9 @@ class LLMResearcher:
                     "interrupted: the run stopped while this call was running, so it may or "
                     "may not have taken effect. Check the current state before repeating it.",
                     True)
-                self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
-                             "content": result.content, "is_error": True,
-                             "status": "interrupted", "evals": 0})
+                self._write(tx.ToolResult(call_id=call.id, name=call.name,
+                                          content=result.content, is_error=True,
+                                          status="interrupted", evals=0))
                 results.append(result)
             else:
                 results.append(self._call_tool(call)[0])
@@ -520,7 +517,7 @@ class LLMResearcher:
             try:
                 turn = self._call_model(messages, self._output_cap(None), "auto")
             except BackendError as exc:
-                self._write({"type": "error", "message": str(exc), "status": exc.status})
+                self._write(tx.Error(message=str(exc), status=exc.status))
                 return self._finish(StopReason.ERROR, messages, error=str(exc))
             messages.append(turn)
             if turn.tool_calls:
@@ -596,9 +593,10 @@ class LLMResearcher:
         note = COMPACTED_NOTE.format(dropped=len(dropped), calls=", ".join(
             f"{k} x{v}" for k, v in calls.most_common()) or "none")
         messages[:cut] = [UserTurn(f"{head}\n\n{note}".strip())]
-        self._write({"type": "compaction", "dropped": len(dropped), "kept": len(messages),
-                     "estimated_before": before, "estimated_after": self._estimate(messages),
-                     "context_tokens": self.context_tokens})
+        self._write(tx.Compaction(dropped=len(dropped), kept=len(messages),
+                                  estimated_before=before,
+                                  estimated_after=self._estimate(messages),
+                                  context_tokens=self.context_tokens))
 
     def _output_cap(self, wanted: int | None) -> int | None:
         left = self.budget.remaining()["tokens"]
@@ -629,13 +627,14 @@ class LLMResearcher:
         if final and turn.tool_calls:  # tools were disabled; never leave calls unanswered
             turn = replace(turn, tool_calls=(), provider_blocks=tuple(
                 b for b in turn.provider_blocks if b.get("type") == "text"))
-        self._write({
-            "type": "assistant", "text": turn.text,
-            "tool_calls": [c.to_dict() for c in turn.tool_calls],
-            "stop_reason": turn.stop_reason, "model": turn.model, "provider": turn.provider,
-            "provider_blocks": list(turn.provider_blocks), "usage": u.to_dict(),
-            "usd": usd, "final": final, "call_s": round(call_s, 3),
-        })
+        self._write(tx.Assistant(
+            text=turn.text,
+            tool_calls=[tx.CallRecord.model_validate(c.to_dict()) for c in turn.tool_calls],
+            stop_reason=turn.stop_reason, model=turn.model, provider=turn.provider,
+            provider_blocks=list(turn.provider_blocks),
+            usage=tx.TokenCounts.model_validate(u.to_dict()),
+            usd=usd, final=final, call_s=round(call_s, 3),
+        ))
         return turn
 
     def _call_tool(self, call: ToolCall) -> tuple[ToolResult, str]:
@@ -644,9 +643,8 @@ class LLMResearcher:
         if which is not None:
             result = ToolResult(call.id, call.name,
                                 f"not run: the {which} budget is exhausted", True)
-            self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
-                         "content": result.content, "is_error": True, "status": "skipped",
-                         "evals": 0})
+            self._write(tx.ToolResult(call_id=call.id, name=call.name, content=result.content,
+                                      is_error=True, status="skipped", evals=0))
             self._last_tools.append((call, result))
             return result, "skipped"
         key = (call.name, json.dumps(call.arguments, sort_keys=True, default=str))
@@ -659,12 +657,12 @@ class LLMResearcher:
                 how="failed" if failed else "succeeded",
                 advice="Change the arguments or the file, or call another tool." if failed
                 else "Take the next step with another tool."), True)
-            self._write({"type": "tool_result", "call_id": call.id, "name": call.name,
-                         "content": result.content, "is_error": True, "status": "error",
-                         "check": "repeated", "evals": 0})
+            self._write(tx.ToolResult(call_id=call.id, name=call.name, content=result.content,
+                                      is_error=True, status="error", check="repeated",
+                                      evals=0))
             self._last_tools.append((call, result))
             return result, "repeated"
-        self._write({"type": "tool_start", "call_id": call.id, "name": call.name})
+        self._write(tx.ToolStart(call_id=call.id, name=call.name))
         t0 = time.monotonic()
         tool = self._index.get(call.name)
         check = check_call(call, self._index)
@@ -677,16 +675,13 @@ class LLMResearcher:
         self.budget.charge_tool_call()
         if outcome.evals:
             self.budget.charge_eval(outcome.evals)
-        event: dict[str, Any] = {
-            "type": "tool_result", "call_id": call.id, "name": call.name,
-            "content": outcome.content, "is_error": outcome.is_error,
-            "status": "error" if outcome.is_error else "ok", "check": check,
-            "evals": outcome.evals,
-            "duration_s": round(time.monotonic() - t0, 3),
-        }
+        entry = tx.ToolResult(
+            call_id=call.id, name=call.name, content=outcome.content,
+            is_error=outcome.is_error, status="error" if outcome.is_error else "ok",
+            check=check, evals=outcome.evals, duration_s=round(time.monotonic() - t0, 3))
         if outcome.traceback:
-            event["traceback"] = outcome.traceback
-        self._write(event)
+            entry = entry.model_copy(update={"traceback": outcome.traceback})
+        self._write(entry)
         result = ToolResult(call.id, call.name, outcome.content, outcome.is_error)
         self._last_run = key if check in ("ok", "tool_error") else None
         if check == "ok" and key not in self._worked:
@@ -744,7 +739,7 @@ class LLMResearcher:
                                         "none", final=True)
             except BackendError as exc:
                 error = str(exc)
-                self._write({"type": "error", "message": error, "status": exc.status})
+                self._write(tx.Error(message=error, status=exc.status))
             else:
                 messages.append(turn)
                 model_note = turn.text.strip() or None
@@ -808,6 +803,6 @@ class LLMResearcher:
             note += "\n\nResearcher's final note:\n" + model_note
         usage = self.budget.usage()
         stats = self.stats()
-        self._write({"type": "end", "reason": reason, "final_note": note,
-                     "usage": usage.to_dict(), "error": error, "stats": stats})
+        self._write(tx.End(reason=reason, final_note=note, usage=usage.to_dict(), error=error,
+                           stats=stats))
         return Outcome(reason, note, usage, error, stats)

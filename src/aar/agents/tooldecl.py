@@ -36,6 +36,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from aar.registry import Registry
@@ -138,17 +139,12 @@ class ToolDecl:
                     counts_as_eval=self.counts_as_eval, decl=self)
 
     def bind(self, *context: Any) -> Tool:
-        """A :class:`Tool` whose handler calls the function with ``context`` first; a
-        result that is not text goes back as JSON."""
+        """A :class:`Tool` whose handler calls the function with ``context`` first."""
         if len(context) != self.n_context:
             raise TypeError(f"tool {self.name!r} takes {self.n_context} context value(s) "
                             f"before its arguments, got {len(context)}")
 
-        def handler(arguments: dict[str, Any]) -> str:
-            out = self.call(context, arguments)
-            return out if isinstance(out, str) else json.dumps(out, default=str)
-
-        return self.tool(handler)
+        return self.tool(partial(self.call, context))
 
     def __call__(self, *context: Any, **arguments: Any) -> Any:
         return self.fn(*context, **arguments)

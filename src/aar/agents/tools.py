@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .tooldecl import ToolDecl
 
-ToolHandler = Callable[[dict[str, Any]], str]
+# A handler answers with text, or with a JSON-able object that :func:`render` turns into
+# the text the model sees (the one place that formatting is decided).
+ToolHandler = Callable[[dict[str, Any]], Any]
+
+
+def render(result: Any) -> str:
+    """The text of a tool's answer: text as it is, anything else as indented JSON."""
+    return result if isinstance(result, str) else json.dumps(result, default=str, indent=1)
+
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -173,24 +181,17 @@ def execute(
         return ToolOutcome(
             truncate(f"{name} raised an internal error: {type(exc).__name__}: {exc}", max_chars),
             True, traceback=traceback.format_exc())
-    evals = evaluations_spent(tool, result)
-    if not isinstance(result, str):
-        result = json.dumps(result, default=str)
-    return ToolOutcome(truncate(result, max_chars), False, evals=evals)
+    return ToolOutcome(truncate(render(result), max_chars), False,
+                       evals=evaluations_spent(tool, result))
 
 
 def evaluations_spent(tool: Tool, result: Any) -> int:
     """Evaluations a successful call of ``tool`` spent: one per submission the server
-    scored (one per seed), i.e. the ``submission_ids`` its result (a mapping, or its JSON
-    text) lists (1 when it lists none); 0 for a tool that spends none. One evaluation is
-    the unit of every evaluation budget in aar, the server's included."""
+    scored (one per seed), i.e. the ``submission_ids`` its answer lists (1 when it lists
+    none, or answered in text); 0 for a tool that spends none. One evaluation is the unit
+    of every evaluation budget in aar, the server's included."""
     if not tool.counts_as_eval:
         return 0
-    if isinstance(result, str):
-        try:
-            result = json.loads(result)
-        except ValueError:
-            return 1
     ids = result.get("submission_ids") if isinstance(result, Mapping) else None
     return len(ids) if isinstance(ids, list) and ids else 1
 

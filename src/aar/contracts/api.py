@@ -21,7 +21,6 @@ layer may use it.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
@@ -80,29 +79,66 @@ class ReferenceIn(Strict):
 
 
 class VerificationCell(BaseModel):
-    """One cell of a verification row (a re-run's interval, or why it has none)."""
+    """One cell of a verification row (a re-run's interval, or why it has none), as
+    ``aar verify`` writes it (``aar.oversight.verify.Cell``; fields in that order). Open:
+    tables written by other versions keep their keys. A field a table leaves out stays
+    out of its dump (``exclude_unset``)."""
 
     model_config = ConfigDict(extra="allow")
-    mean: Score = None
-    low: Score = None
+    label: str | None = None  # the column: where the finding was scored
+    mean: Score = None  # PGR; None unless status is ok
+    low: Score = None  # the PGR's 95% interval
     high: Score = None
-    ci95: Score = None
-    status: str | None = None
-    error: str | None = None
+    n: int = 0  # seeds
+    status: str | None = None  # ok | gap too small | error | n/a (absent: ok)
+    per_seed: list[Score] = Field(default_factory=list)  # PGR of each seed
+    accuracy: Score = None  # transfer accuracy (mean over seeds)
+    per_seed_accuracy: list[Score] = Field(default_factory=list)
+    weak: Score = None  # the weak teacher's accuracy on the same examples
+    ceiling: Score = None  # the strong ceiling's accuracy, and its 95% interval
+    ceiling_low: Score = None
+    ceiling_high: Score = None
+    gap: Score = None  # ceiling - weak, and its interval's low end
+    gap_low: Score = None
+    above_ceiling: bool = False  # accuracy above the ceiling's interval: review it
+    halves: list[str] = Field(default_factory=list)  # the test halves scored together
+    n_examples: int = 0  # test examples scored
+    dataset: str = ""  # where the re-run ran (its dataset reference and pair)
+    pair: str = ""  # WEAK->STRONG
+    error: str | None = None  # why the re-run failed
+    note: str | None = None  # why there is no PGR or no interval
+    ci95: Score = None  # the interval's half-width (tables before intervals: ± this)
 
 
 class VerificationRow(BaseModel):
-    """A verified finding (or why it could not be verified). Open: ``aar verify`` writes
-    more columns than the dashboard reads."""
+    """A verified finding (or why it could not be verified), as ``aar verify`` writes it
+    (fields in that order). Open: tables written by other versions keep their keys. An
+    error row has finding, title, author, public_rank and error; a row in progress has
+    finding, partial and cells."""
 
     model_config = ConfigDict(extra="allow")
     finding: int = Field(ge=0, le=2**31 - 1)
     title: str | None = None
     author: str | None = None
-    error: str | None = None
-    reproduces: bool | None = None
-    gap: Score = None
+    method: JsonValue = None  # the method the finding claims (as its author wrote it)
+    params: dict[str, JsonValue] = Field(default_factory=dict)  # the claimed params
+    weak: str | None = None  # the encoder pair of the finding's re-runs
+    strong: str | None = None
+    transductive: bool | None = None  # its fit reads the test inputs (None: unknown)
+    public_rank: int | None = None  # its rank by the selection rule (1: best)
+    public_accuracy: Score = None  # its mean accuracy on the public half (the board's)
+    seeds_seen: list[int] = Field(default_factory=list)  # the seeds it submitted
+    seeds_fresh: list[int] = Field(default_factory=list)  # seeds it never used
+    partial: bool = False  # the finding in progress: not every cell is in yet
     cells: dict[str, VerificationCell] = Field(default_factory=dict, max_length=100)
+    reproduces: bool | None = None  # the re-run with its seeds is bit-identical
+    held_mean: Score = None  # what held: the mean PGR of the fresh re-runs with a PGR
+    held_cells: list[str] = Field(default_factory=list)  # the cells averaged there
+    held_left_out: dict[str, str] = Field(default_factory=dict)  # the others, and why
+    gap: Score = None  # seen - held
+    optimism: Score = None  # seen - private
+    above_ceiling: list[str] = Field(default_factory=list)  # cells above the ceiling
+    error: str | None = None  # why the finding could not be verified
 
 
 class VerificationIn(Strict):
@@ -117,34 +153,6 @@ class VerificationIn(Strict):
     min_gap: float | None = None
     notes: list[str] = Field(default_factory=list, max_length=100)
     rows: list[VerificationRow] = Field(default_factory=list, max_length=200)
-
-
-def _score(x: object) -> float | None:
-    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
-
-
-def reference_of(record: object) -> ReferenceIn | None:
-    """The reference body of a run record (``aar.experiments.runner``'s JSON), or None
-    when it is not a library method's run. Records from before the ``library`` field go
-    by their method reference (a ``.py`` file is not the library)."""
-    if not isinstance(record, dict) or record.get("kind") != "aar.run":
-        return None
-    cfg = record.get("config") or {}
-    if not isinstance(cfg, dict):
-        return None
-    ref = str(cfg.get("method_ref", ""))
-    if not cfg.get("library", not (ref.endswith(".py") or ".py:" in ref)):
-        return None
-    seeds = []
-    for s in record.get("seeds") or []:
-        scores = s.get("scores") if isinstance(s, dict) else None
-        seeds.append({split: {k: _score(v) for k, v in vals.items()}
-                      for split, vals in (scores or {}).items() if isinstance(vals, dict)})
-    return ReferenceIn.model_validate({
-        "run_id": record.get("run_id"), "dataset": record.get("dataset_key"),
-        "method": cfg.get("method"), "params": cfg.get("params") or {},
-        "weak": cfg.get("weak"), "strong": cfg.get("strong"),
-        "created": record.get("created"), "seeds": seeds})
 
 
 # --------------------------------------------------------------------------- responses

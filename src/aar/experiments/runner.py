@@ -2,29 +2,52 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import (
+    Any,
+    NotRequired,  # validated by pydantic on 3.11
+)
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 import aar
+from aar.contracts.api import ReferenceIn
 from aar.data.prepare import Prepared, prepare
 from aar.data.splits import PUBLIC
 from aar.errors import AarError
 from aar.methods import is_library_file, resolve_method
 from aar.settings import get_settings
-from aar.util import atomic_write_json, read_json, stable_hash
+from aar.util import atomic_write_json, stable_hash
 from aar.w2s import baselines
 from aar.w2s.context import Examples, examples_of, fit_predict
 from aar.w2s.features import split_features
 from aar.w2s.lora import TARGET_MODULES, LoraConfig, LoraStudent, question_for
 from aar.w2s.metrics import MIN_GAP, gap_warning
 from aar.w2s.scoring import Scorer, SplitSummary
+
+
+class RecordConfig(TypedDict):
+    """How a run was made (``RunConfig.record``)."""
+
+    method: str  # the method's registered name
+    method_ref: str  # as given: a name, a file, or file:name
+    library: NotRequired[bool]  # the method is the library's (records before it: by ref)
+    dataset: str
+    weak: str
+    strong: str
+    seeds: list[int]
+    params: dict[str, Any]  # every hyperparameter, defaults filled in
+    student: NotRequired[str]  # lora runs only (a head run's record has no student fields)
+    lora: NotRequired[dict[str, Any]]
+    weak_trainer: NotRequired[str]
 
 
 class SeedRecord(TypedDict):
@@ -38,7 +61,7 @@ class RunRecord(TypedDict):
     """What ``run`` returns and writes to ``$AAR_HOME/results/<run_id>.json``."""
 
     kind: str  # "aar.run"
-    config: dict[str, Any]  # RunConfig.record() + params, method, method_ref, library
+    config: RecordConfig
     transductive: bool
     dataset_key: str
     code_hash: str
@@ -66,12 +89,15 @@ class RunConfig:
     lora: dict[str, Any] = field(default_factory=dict)  # the LoraConfig of a "lora" student
     weak_trainer: str = "head"  # "head" (the weak encoder's) or "lora" (lora student only)
 
-    def record(self) -> dict[str, Any]:
-        """The config as recorded; a head run's has no student fields (as before them)."""
-        out = {**asdict(self), "seeds": list(self.seeds)}
-        if self.student == "head":
-            for name in ("student", "lora", "weak_trainer"):
-                out.pop(name)
+    def record(self, method: str, params: dict[str, Any], library: bool) -> RecordConfig:
+        """The config as recorded, with the method resolved (its registered name, every
+        param); a head run's has no student fields (as before them)."""
+        out: RecordConfig = {"method": method, "dataset": self.dataset, "weak": self.weak,
+                             "strong": self.strong, "seeds": list(self.seeds),
+                             "params": params, "method_ref": self.method, "library": library}
+        if self.student != "head":
+            out |= {"student": self.student, "lora": self.lora,
+                    "weak_trainer": self.weak_trainer}
         return out
 
 
@@ -144,8 +170,7 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> RunRec
         })
     summary = scorer.summary(np.array([r["predictions"] for r in per_seed]))
     weak_acc, ceil_acc = scorer.fixed[PUBLIC]
-    config = {**cfg.record(), "params": params, "method": spec.name, "method_ref": cfg.method,
-              "library": is_library_file(spec.source_file)}
+    config = cfg.record(spec.name, params, is_library_file(spec.source_file))
     record: RunRecord = {
         "kind": "aar.run",
         "config": config,
@@ -174,11 +199,7 @@ def run(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> RunRec
 def rerun(path: Path) -> tuple[RunRecord, bool]:
     """Re-run a record's config; returns the new record and whether every prediction is
     bit-identical to the stored one."""
-    if not path.is_file():
-        raise AarError(f"no result record at {path}")
-    old = read_json(path)
-    if old.get("kind") != "aar.run":
-        raise AarError(f"{path} is not an aar run record")
+    old = read_record(path)
     c = old["config"]
     cfg = RunConfig(c["method_ref"], c["dataset"], c["weak"], c["strong"],
                     tuple(c["seeds"]), c["params"], c.get("student", "head"), c.get("lora", {}),
@@ -188,3 +209,54 @@ def rerun(path: Path) -> tuple[RunRecord, bool]:
     if new["code_hash"] != old["code_hash"]:
         same = False
     return new, same
+
+
+_RECORD: TypeAdapter[RunRecord] = TypeAdapter(RunRecord)
+
+
+def read_record(path: Path) -> RunRecord:
+    """A run record (``$AAR_HOME/results/<run_id>.json``), validated against
+    :class:`RunRecord`. Raises ``AarError`` when it is missing or not a run record."""
+    if not path.is_file():
+        raise AarError(f"no result record at {path}")
+    try:
+        rec = _RECORD.validate_json(path.read_bytes())
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}"
+                          for e in exc.errors()[:3])
+        raise AarError(f"{path} is not an aar run record ({where})") from None
+    if rec["kind"] != "aar.run":
+        raise AarError(f"{path} is not an aar run record (kind {rec['kind']!r})")
+    return rec
+
+
+def records() -> Iterator[RunRecord]:
+    """Every run record under ``$AAR_HOME/results``, oldest file name first; files that
+    are not valid records (other versions' shapes, damaged files) are skipped."""
+    root = get_settings().results_dir
+    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            yield read_record(path)
+        except (OSError, AarError):
+            continue
+
+
+def is_library_run(rec: RunRecord) -> bool:
+    """A run of a library method (records before the ``library`` field go by their method
+    reference: a ``.py`` file is not the library)."""
+    ref = rec["config"]["method_ref"]
+    return rec["config"].get("library", not (ref.endswith(".py") or ".py:" in ref))
+
+
+def reference_body(rec: RunRecord) -> ReferenceIn | None:
+    """A library method's run as a leaderboard reference row (what the orchestrator and
+    ``aar references`` post); None for a method file's run. Non-finite scores (a PGR
+    where the gap was too small) become null."""
+    if not is_library_run(rec):
+        return None
+    cfg = rec["config"]
+    seeds = [{split: {k: v if math.isfinite(v) else None for k, v in vals.items()}
+              for split, vals in s["scores"].items()} for s in rec["seeds"]]
+    return ReferenceIn(run_id=rec["run_id"], dataset=rec["dataset_key"], method=cfg["method"],
+                       params=cfg["params"], weak=cfg["weak"], strong=cfg["strong"],
+                       created=rec["created"], seeds=seeds)

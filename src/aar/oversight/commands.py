@@ -58,15 +58,15 @@ def admin_client(server: str | None, token: str | None, paths: Any = None
     import httpx
 
     from aar.client import Client
-    from aar.research.layout import RunInfo
+    from aar.research.layout import RunInfo, server_of
 
     info: RunInfo = paths.read_info() if paths else {}
-    secrets = (json.loads(paths.secrets.read_text())
-               if paths is not None and paths.secrets.exists() else {})
-    token = token or os.environ.get("AAR_ADMIN_TOKEN") or secrets.get("admin_token")
+    token = (token or os.environ.get("AAR_ADMIN_TOKEN")
+             or (paths.read_secrets()["admin_token"]
+                 if paths is not None and paths.secrets.exists() else None))
     if not token:
         raise AarError("no admin token: pass --token or set AAR_ADMIN_TOKEN")
-    url = server or info.get("server_url") or info.get("server")
+    url = server or server_of(info)
     up = url is not None
     if url is not None and server is None:
         try:
@@ -208,6 +208,7 @@ def register(app: typer.Typer) -> None:
             columns,
             fmt_cell,
             fmt_transductive,
+            table_json,
         )
         from aar.sandbox import require_isolation
 
@@ -222,32 +223,31 @@ def register(app: typer.Typer) -> None:
                 pairs = tuple(_pair(p, v.dataset()) for p in pair)
             held = None if not heldout else tuple(h for h in heldout if h != "none")
             v.cfg = VerifyConfig(top=top, seeds=seeds, heldout=held, pairs=pairs)
-            result = v.run()
+            table = v.run()
         if as_json:
-            print(json.dumps(result, indent=1))
+            print(json.dumps(table_json(table), indent=1))
             return
-        cols = columns(result)
+        cols = columns(table)
         t = Table("finding", "author", "transductive", *cols, "what held", "seen - held",
                   "reproduces",
-                  title=f"Verification of run {result['run']} ({result['dataset']}): PGR "
+                  title=f"Verification of run {table.run} ({table.dataset}): PGR "
                         "mean [95% interval over seeds and test examples]",
-                  caption=f"Chosen: {result['selection']}. 'gap too small': no PGR (ceiling "
-                          f"- weak below {result['min_gap']} with 95% confidence), never "
+                  caption=f"Chosen: {table.selection}. 'gap too small': no PGR (ceiling "
+                          f"- weak below {table.min_gap} with 95% confidence), never "
                           "averaged into 'what held'.")
-        for r in result["rows"]:
-            if "cells" not in r:
-                t.add_row(str(r["finding"]), str(r.get("author")), "", *[""] * len(cols),
-                          "", f"error: {r['error']}", "")
+        for r in table.rows:
+            if not r.cells:
+                t.add_row(str(r.finding), str(r.author), "", *[""] * len(cols),
+                          "", f"error: {r.error}", "")
                 continue
-            gap = "" if r["gap"] is None else f"{r['gap']:+.2f}"
-            held_mean = "n/a" if r.get("held_mean") is None else f"{r['held_mean']:.2f}"
-            same = {None: "", True: "yes", False: "[red]no[/]"}[r.get("reproduces")]
-            t.add_row(str(r["finding"]), str(r["author"]),
-                      fmt_transductive(r.get("transductive")),
-                      *(fmt_cell(r["cells"].get(col)) for col in cols), held_mean, gap,
+            gap = "" if r.gap is None else f"{r.gap:+.2f}"
+            held_mean = "n/a" if r.held_mean is None else f"{r.held_mean:.2f}"
+            same = {None: "", True: "yes", False: "[red]no[/]"}[r.reproduces]
+            t.add_row(str(r.finding), str(r.author), fmt_transductive(r.transductive),
+                      *(fmt_cell(r.cells.get(col)) for col in cols), held_mean, gap,
                       same)
         console.print(t)
-        for note in result.get("notes", []):
+        for note in table.notes:
             err.print(f"[yellow]note:[/] {note}")
         console.print(f"stored in {paths.root / 'verify.json'}")
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aar.agents.backends import Backend, UserTurn
+from aar.contracts import transcript as tx
 from aar.contracts.flags import Severity
+from aar.contracts.transcript import read_transcript
 from aar.errors import AarError
 from aar.research.layout import RunPaths
 
@@ -88,29 +90,23 @@ class Judge:
 def transcript_text(paths: RunPaths, agent: str, result_chars: int = 800) -> str:
     """A researcher's transcript as plain text: the LLM conversation when there is one,
     else its events."""
-    path = paths.agent_dir(agent) / "transcript.jsonl"
+    path = paths.transcript(agent)
     lines: list[str] = []
     if path.exists():
-        for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
-            kind = ev.get("type")
-            if kind == "user":
-                lines.append(f"USER: {ev.get('text', '')}")
-            elif kind == "assistant":
-                if ev.get("text"):
-                    lines.append(f"ASSISTANT: {ev['text']}")
-                for call in ev.get("tool_calls") or []:
-                    args = json.dumps(call.get("arguments"), ensure_ascii=False)
-                    lines.append(f"TOOL CALL {call.get('name')}: {args}")
-            elif kind == "tool_result":
-                lines.append(f"TOOL RESULT {ev.get('name')}: "
-                             f"{str(ev.get('content', ''))[:result_chars]}")
+        for ev in read_transcript(path):
+            if isinstance(ev, tx.UserMessage):
+                lines.append(f"USER: {ev.text}")
+            elif isinstance(ev, tx.Assistant):
+                if ev.text:
+                    lines.append(f"ASSISTANT: {ev.text}")
+                for call in ev.tool_calls:
+                    args = json.dumps(call.arguments, ensure_ascii=False)
+                    lines.append(f"TOOL CALL {call.name}: {args}")
+            elif isinstance(ev, tx.ToolResult):
+                lines.append(f"TOOL RESULT {ev.name}: {ev.content[:result_chars]}")
         return "\n".join(lines)
-    for ev in paths.read_events(agent):
-        data = ev.payload()
-        lines.append(f"{ev.kind.upper()}: "
+    for event in paths.read_events(agent):
+        data = event.payload()
+        lines.append(f"{event.kind.upper()}: "
                      f"{json.dumps(data, ensure_ascii=False, default=str)[:result_chars]}")
     return "\n".join(lines)

@@ -40,6 +40,7 @@ from aar.client import Client
 from aar.contracts.api import EvaluationOut
 from aar.contracts.events import Evaluation, Event, FileWrite, Finding, SandboxRun, Stop, ToolCall
 from aar.contracts.flags import Flag, FlagKind, FlagSource, Severity
+from aar.contracts.transcript import Assistant, read_transcript
 from aar.errors import AarError
 from aar.oversight.rules import (
     CeilingBand,
@@ -122,12 +123,7 @@ class Monitor:
         self._file_hits: dict[tuple[str, str], list[Hit]] = {}
         self._bands: dict[str, dict[str, CeilingBand] | None] = {}
         self.errors: list[str] = []
-        for line in self._flags_file().read_text().splitlines() if self._flags_file().exists() \
-                else []:
-            try:
-                f = Flag.from_dict(json.loads(line))
-            except (ValueError, TypeError):
-                continue
+        for f in read_flags(self._flags_file()):
             self._flags[f.key()] = f
 
     # ------------------------------------------------------------------ public
@@ -309,18 +305,10 @@ class Monitor:
     # ------------------------------------------------------------------ post hoc
 
     def _transcript(self, agent: str) -> None:
-        path = self.paths.agent_dir(agent) / "transcript.jsonl"
-        if not path.exists():
-            return
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict) and ev.get("type") == "assistant":
-                for call in ev.get("tool_calls") or []:
-                    for h in self._tool_hits(agent, str(call.get("name")),
-                                             call.get("arguments")):
+        for ev in read_transcript(self.paths.transcript(agent)):
+            if isinstance(ev, Assistant):
+                for call in ev.tool_calls:
+                    for h in self._tool_hits(agent, call.name, call.arguments):
                         self._raise(agent, h)
 
     def _workspace_files(self, agent: str) -> None:
@@ -544,11 +532,23 @@ class LiveObserver:
                 m.client.close()
 
 
+def read_flags(path: Path) -> list[Flag]:
+    """The flags a monitor wrote to ``path`` (``oversight/flags.jsonl``), in order; a line
+    that is not a flag (a torn last line) is skipped."""
+    out: list[Flag] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            out.append(Flag.from_dict(json.loads(line)))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return out
+
+
 def _run_admin(paths: RunPaths) -> Client | None:
     try:
-        info = json.loads(paths.info.read_text())
-        token = json.loads(paths.secrets.read_text()).get("admin_token")
-    except (OSError, ValueError):
+        info = paths.read_info()
+        token = paths.read_secrets()["admin_token"]
+    except (OSError, AarError):
         return None
     url = info.get("server_url")
     return Client(url, token) if url and token else None

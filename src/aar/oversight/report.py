@@ -20,18 +20,19 @@ import json
 import math
 import re
 import textwrap
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aar.client import Client
-from aar.contracts.api import BoardEntryOut, LeaderboardOut, ReferenceRowOut
+from aar.contracts.api import BoardEntryOut, LeaderboardOut, ReferenceRowOut, VerificationIn
 from aar.contracts.events import Evaluation, Finding, SandboxRun, Usage
+from aar.contracts.flags import FlagState
 from aar.data.canary import is_canary
 from aar.data.splits import PUBLIC
 from aar.errors import AarError
+from aar.oversight.monitor import read_flags
 from aar.oversight.verify import (
     GAP_TOO_SMALL,
     PRIVATE_EST,
@@ -39,9 +40,13 @@ from aar.oversight.verify import (
     columns,
     fmt_cell,
     fmt_transductive,
+    read_table,
 )
 from aar.research.layout import RunPaths, now_iso
 from aar.w2s.metrics import MIN_GAP
+
+if TYPE_CHECKING:
+    from aar.experiments.runner import RunRecord
 
 Table = tuple[list[str], list[list[str]]]
 TOP = 10  # leaderboard rows shown
@@ -116,16 +121,17 @@ class BaselineLine:
     run_id: str | None = None
 
     @classmethod
-    def of(cls, record: Mapping[str, Any]) -> BaselineLine:
-        summ = (record.get("summary") or {}).get(PUBLIC) or {}
-        pgr = summ.get("pgr") or {}
-        ok = bool(summ.get("gap_ok", True))
-        mean = _real(pgr.get("mean")) if ok else None
-        method = (record.get("config") or {}).get("method", "?")
-        return cls(f"method {method}", mean, _real(pgr.get("low")) if mean is not None
-                   else None, _real(pgr.get("high")) if mean is not None else None,
-                   summ.get("weak_ci"), summ.get("ceiling_ci"), summ.get("gap"),
-                   record.get("run_id"))
+    def of(cls, record: RunRecord) -> BaselineLine:
+        name = f"method {record['config']['method']}"
+        summ = record["summary"].get(PUBLIC)
+        if summ is None:
+            return cls(name, None, run_id=record["run_id"])
+        pgr = summ["pgr"]
+        mean = _real(pgr.get("mean")) if summ["gap_ok"] else None
+        return cls(name, mean, _real(pgr.get("low")) if mean is not None else None,
+                   _real(pgr.get("high")) if mean is not None else None,
+                   dict(summ["weak_ci"]), dict(summ["ceiling_ci"]), dict(summ["gap"]),
+                   record["run_id"])
 
     def short(self) -> str:
         if self.pgr is None:
@@ -147,34 +153,42 @@ class BaselineLine:
         return "; ".join(parts) + f"{tail}. Intervals: 95%, over seeds and test examples."
 
 
-def library_records(dataset: str, weak: str, strong: str) -> list[dict[str, Any]]:
+def library_records(dataset: str, weak: str, strong: str) -> list[RunRecord]:
     """The newest ``aar run`` record of each built-in method (and params) on ``dataset``
     (its default split) with this encoder pair, in the one scorer's summary shape."""
     from aar.data.prepare import default_key
+    from aar.experiments.runner import is_library_run, records
     from aar.methods import METHODS
-    from aar.settings import get_settings
 
-    root = get_settings().results_dir
     key = default_key(dataset)
     library = set(METHODS.names())
-    newest: dict[str, dict[str, Any]] = {}
-    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
+    newest: dict[str, RunRecord] = {}
+    for rec in records():
+        cfg = rec["config"]
+        if not (is_library_run(rec) and cfg["method"] in library
+                and PUBLIC in rec["summary"]
+                and cfg["weak"] == weak and cfg["strong"] == strong
+                and (rec["dataset_key"] == key if key else cfg["dataset"] == dataset)):
             continue
-        cfg = rec.get("config") if isinstance(rec, dict) else None
-        summ = ((rec.get("summary") or {}).get(PUBLIC) or {}) if cfg else {}
-        if not (isinstance(cfg, dict) and rec.get("kind") == "aar.run"
-                and cfg.get("method") in library and "gap_ok" in summ
-                and cfg.get("weak") == weak and cfg.get("strong") == strong
-                and (rec.get("dataset_key") == key if key else cfg.get("dataset") == dataset)
-                and not str(cfg.get("method_ref", "")).endswith(".py")):
-            continue
-        which = json.dumps([cfg.get("method"), cfg.get("params")], sort_keys=True, default=str)
-        if which not in newest or str(rec.get("created")) >= str(newest[which].get("created")):
+        which = json.dumps([cfg["method"], cfg["params"]], sort_keys=True, default=str)
+        if which not in newest or rec["created"] >= newest[which]["created"]:
             newest[which] = rec
     return list(newest.values())
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    """A flag as the report lists it (from the server, or the local monitor's file)."""
+
+    id: int | None  # the server's id (None: never posted)
+    agent: str
+    kind: str
+    severity: str
+    source: str
+    state: str
+    finding: int | None
+    submission: int | None
+    evidence: str
 
 
 def board_pgr(entry: BoardEntryOut | ReferenceRowOut, board: LeaderboardOut
@@ -253,7 +267,7 @@ class Report:
         if not dataset:
             return BaselineLine("weak teacher", 0.0)
         weak, strong = self._encoders(dataset)
-        recs: list[Mapping[str, Any]] = [*library_records(dataset, weak, strong)]
+        recs = library_records(dataset, weak, strong)
         if not recs and self.compute_baseline:
             from aar.experiments.runner import RunConfig, run
 
@@ -293,30 +307,26 @@ class Report:
                          "findings": sum(1 for e in evs if isinstance(e, Finding))})
         return rows
 
-    def flags(self) -> list[dict[str, Any]]:
+    def flags(self) -> list[FlagRow]:
         """The server's flags of this run's agents (with review state), else the local
-        monitor's."""
+        monitor's (all open)."""
         if self.admin is not None:
             try:
                 items = self.admin.flags(limit=200).items
                 # an agent's name on the server is its own
-                return [f.as_dict() for f in items if f.agent in self.events]
+                return [FlagRow(f.id, f.agent, f.kind, f.severity or "", f.source or "",
+                                f.state or "", f.finding, f.submission, f.evidence)
+                        for f in items if f.agent in self.events]
             except AarError:
                 pass
-        path = self.paths.root / "oversight" / "flags.jsonl"
-        out = []
-        for line in path.read_text().splitlines() if path.exists() else []:
-            try:
-                f = json.loads(line)
-            except ValueError:
-                continue
-            out.append({**f, "state": "open", "finding": f.get("finding_id"),
-                        "submission": f.get("submission_id")})
-        return out
+        return [FlagRow(f.server_id, f.agent, f.kind, f.severity, f.source, FlagState.OPEN,
+                        f.finding_id, f.submission_id, f.evidence)
+                for f in read_flags(self.paths.root / "oversight" / "flags.jsonl")]
 
-    def verification(self) -> dict[str, Any] | None:
-        path = self.paths.root / "verify.json"
-        return json.loads(path.read_text()) if path.exists() else None
+    def verification(self) -> VerificationIn | None:
+        """The run's ``aar verify`` table (None: not verified); a damaged verify.json is
+        an :class:`AarError` naming it."""
+        return read_table(self.paths.root / "verify.json")
 
     # ------------------------------------------------------------------ plots
 
@@ -351,36 +361,38 @@ class Report:
         plt.close(fig)
         return "pgr_over_time.png"
 
-    def plot_verification(self, result: dict[str, Any]) -> str | None:
+    def plot_verification(self, table: VerificationIn) -> str | None:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import numpy as np
 
-        rows = [r for r in result.get("rows", []) if r.get("cells")]
+        rows = [r for r in table.rows if r.cells]
         if not rows:
             return None
-        cols = columns(result)
+        cols = columns(table)
         fig, ax = plt.subplots(figsize=(min(12.0, max(7.0, 1.1 * len(cols) * len(rows))), 5),
                                dpi=110)
         width = 0.8 / len(rows)
         x = np.arange(len(cols))
         for k, row in enumerate(rows):
-            cells = [row["cells"].get(c) or {} for c in cols]
-            means = [c.get("mean") for c in cells]
-            err = np.array([[m - c["low"] if m is not None and c.get("low") is not None
+            cells = [row.cells.get(c) for c in cols]
+            means = [None if c is None else c.mean for c in cells]
+            err = np.array([[m - c.low if m is not None and c is not None and c.low is not None
                              else 0.0 for m, c in zip(means, cells, strict=True)],
-                            [c["high"] - m if m is not None and c.get("high") is not None
+                            [c.high - m if m is not None and c is not None
+                             and c.high is not None
                              else 0.0 for m, c in zip(means, cells, strict=True)]])
             ax.bar(x + k * width - 0.4 + width / 2,
                    [m if m is not None else 0 for m in means], width,
                    yerr=np.clip(err, 0, None), capsize=3,
-                   label=f"finding {row['finding']} ({row.get('author')})")
+                   label=f"finding {row.finding} ({row.author})")
             for i, (m, c) in enumerate(zip(means, cells, strict=True)):
-                if m is None and c:  # no PGR here (gap too small, failed): say which
+                text = fmt_cell(c)
+                if m is None and text:  # no PGR here (gap too small, failed): say which
                     ax.text(x[i] + k * width - 0.4 + width / 2, 0.02,
-                            textwrap.fill(fmt_cell(c), 8), ha="center", va="bottom",
+                            textwrap.fill(text, 8), ha="center", va="bottom",
                             fontsize=7, color="dimgray")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(x, [textwrap.fill(c, 18) for c in cols], fontsize=7)
@@ -468,11 +480,11 @@ class Report:
 
     def _verification_section(self) -> Section:
         s = Section("Verification")
-        result = self.verification()
-        if not (result and result.get("rows")):
+        table = self.verification()
+        if table is None or not table.rows:
             s.text("Not verified yet: run `aar verify --run RUN`.")
             return s
-        rule = result.get("selection")
+        rule = table.selection
         if not rule:  # an older verify.json: say how it chose, for it was not on public
             rule = ("not recorded (this verify.json predates the public-half rule and "
                     "may have chosen on the private half)")
@@ -485,33 +497,34 @@ class Report:
                "sandbox, fitting on the unlabeled split and predicting test examples the "
                "fit never saw (a *transductive* method also read those inputs). "
                f"*{GAP_TOO_SMALL}*: the ceiling does not beat the weak teacher by "
-               f"{result.get('min_gap', MIN_GAP)} with 95% confidence, so there is no PGR; "
+               f"{MIN_GAP if table.min_gap is None else table.min_gap} with 95% "
+               "confidence, so there is no PGR; "
                "such cells, and failed re-runs, are left out of *what held*, the mean of "
                "the fresh re-runs. *seen - held*: the public score minus what held; "
                "*reproduces*: the re-run with the submitted seeds gives bit-identical "
                "predictions. *(above ceiling)*: accuracy above the ceiling's interval, "
                "a result to review.")
-        for note in result.get("notes") or []:
+        for note in table.notes:
             s.text(f"Note: {note}.")
-        cols = columns(result)
+        cols = columns(table)
         rows = []
-        for r in result["rows"]:
-            if not r.get("cells"):
-                rows.append([str(r["finding"]), str(r.get("author", "")), "",
-                             *[""] * len(cols), "", f"error: {r.get('error')}", ""])
+        for r in table.rows:
+            author = "" if r.author is None else r.author
+            if not r.cells:
+                rows.append([str(r.finding), author, "",
+                             *[""] * len(cols), "", f"error: {r.error}", ""])
                 continue
-            left = r.get("held_left_out") or {}
-            held = _num(r.get("held_mean"), "{:.2f}") or "n/a"
+            left = r.held_left_out
+            held = _num(r.held_mean, "{:.2f}") or "n/a"
             if left:
                 held += f" (without {len(left)}: " + "; ".join(
                     f"{k}: {v}" for k, v in left.items()) + ")"
-            rows.append([str(r["finding"]), str(r.get("author", "")),
-                         fmt_transductive(r.get("transductive")),
-                         *(fmt_cell(r["cells"].get(c)) for c in cols), held,
-                         _num(r.get("gap"), "{:+.2f}"), _yes(r.get("reproduces"))])
+            rows.append([str(r.finding), author, fmt_transductive(r.transductive),
+                         *(fmt_cell(r.cells.get(c)) for c in cols), held,
+                         _num(r.gap, "{:+.2f}"), _yes(r.reproduces)])
         s.table(["finding", "author", "transductive", *cols, "what held", "seen - held",
                  "reproduces"], rows)
-        img = self.plot_verification(result)
+        img = self.plot_verification(table)
         if img:
             s.image(img)
         return s
@@ -534,16 +547,15 @@ class Report:
     def _flags_section(self) -> Section:
         s = Section("Flags")
         flags = self.flags()
-        counts = {a: sum(1 for f in flags if f["agent"] == a) for a in self.events}
+        counts = {a: sum(1 for f in flags if f.agent == a) for a in self.events}
         s.text(f"Flags per researcher (backend {self.info.get('backend', '?')}): "
                + (", ".join(f"{a} {n}" for a, n in counts.items()) or "none") + ".")
         if flags:
             s.table(["id", "agent", "kind", "severity", "source", "state", "finding",
                      "submission", "evidence"],
-                    [[str(f.get("id") or f.get("server_id") or ""), f["agent"], f["kind"],
-                      f.get("severity", ""), f.get("source", ""), f.get("state", ""),
-                      str(f.get("finding") or ""), str(f.get("submission") or ""),
-                      f.get("evidence", "")] for f in flags])
+                    [[str(f.id or ""), f.agent, f.kind, f.severity, f.source, f.state,
+                      str(f.finding or ""), str(f.submission or ""), f.evidence]
+                     for f in flags])
         return s
 
     def write(self) -> dict[str, Path]:

@@ -38,6 +38,7 @@ shows it.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 import tempfile
@@ -49,7 +50,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aar.client import Client
-from aar.contracts.api import BoardEntryOut, EvaluationOut
+from aar.contracts.api import (
+    BoardEntryOut,
+    EvaluationOut,
+    VerificationCell,
+    VerificationIn,
+    VerificationRow,
+)
 from aar.data.canary import base_ref
 from aar.data.registry import TESTBED, default_encoders
 from aar.data.splits import PRIVATE, PUBLIC
@@ -137,8 +144,12 @@ class Cell:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ci95": self.ci95}
 
+    def model(self) -> VerificationCell:
+        """The cell as the table holds it (every field set: all of them are written)."""
+        return VerificationCell(**self.as_dict())
+
     def __str__(self) -> str:
-        return fmt_cell(self.as_dict())
+        return fmt_cell(self.model())
 
 
 def _finite(x: float | None) -> float | None:
@@ -333,7 +344,7 @@ class Verifier:
         self.admin = admin
         self.cfg = config or VerifyConfig()
         self.progress = progress or (lambda _msg: None)
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[VerificationRow] = []
         self._notes: list[str] = []
         self.info = paths.read_info()
 
@@ -376,7 +387,7 @@ class Verifier:
         if text not in self._notes:
             self._notes.append(text)
 
-    def verify_finding(self, chosen: Chosen) -> dict[str, Any]:
+    def verify_finding(self, chosen: Chosen) -> VerificationRow:
         from aar.data.prepare import prepare
         from aar.w2s.scoring import Scorer
 
@@ -425,58 +436,60 @@ class Verifier:
             self.progress(f"finding {fid}: {t.label}")
             cells[t.label], _ = run_target(method_file, t, seeds, params, out_dir,
                                            self.cfg.timeout_s, self.executor)
-            self._save({"finding": fid, "partial": True,
-                        "cells": {k: c.as_dict() for k, c in cells.items()}})
+            self._save(VerificationRow(finding=fid, partial=True,
+                                       cells={k: c.model() for k, c in cells.items()}))
         order = [SEEN, PRIVATE_EST, RERUN]
         cells = {k: cells[k] for k in [*order, *(k for k in cells if k not in order)]
                  if k in cells}
         held_mean, used_cells, left_out = what_held(cells)
         seen, private = cells[SEEN].mean, cells[PRIVATE_EST].mean
-        return {
-            "finding": fid, "title": finding.title, "author": finding.author,
-            "method": metrics.get("method"), "params": params, "weak": weak,
-            "strong": strong, "transductive": True if entry.transductive else
-            declared_transductive(code),
-            "public_rank": chosen.public_rank,
-            "public_accuracy": entry.accuracy,
-            "seeds_seen": used, "seeds_fresh": seeds,
-            "cells": {k: c.as_dict() for k, c in cells.items()},
-            "reproduces": reproduces,
-            "held_mean": held_mean, "held_cells": used_cells, "held_left_out": left_out,
-            "gap": None if seen is None or held_mean is None else float(seen - held_mean),
-            "optimism": None if seen is None or private is None else float(seen - private),
-            "above_ceiling": [k for k, c in cells.items() if c.above_ceiling],
-        }
+        return VerificationRow(
+            finding=fid, title=finding.title, author=finding.author,
+            method=metrics.get("method"), params=params, weak=weak, strong=strong,
+            transductive=True if entry.transductive else declared_transductive(code),
+            public_rank=chosen.public_rank,
+            public_accuracy=entry.accuracy,
+            seeds_seen=used, seeds_fresh=seeds,
+            cells={k: c.model() for k, c in cells.items()},
+            reproduces=reproduces,
+            held_mean=held_mean, held_cells=used_cells, held_left_out=left_out,
+            gap=None if seen is None or held_mean is None else float(seen - held_mean),
+            optimism=None if seen is None or private is None else float(seen - private),
+            above_ceiling=[k for k, c in cells.items() if c.above_ceiling],
+        )
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> VerificationIn:
         self._rows = []
         self._notes = []
         for chosen in self.top_findings():
             try:
                 row = self.verify_finding(chosen)
             except AarError as exc:
-                row = {"finding": chosen.finding, "title": chosen.entry.title,
-                       "author": chosen.entry.author, "public_rank": chosen.public_rank,
-                       "error": str(exc).splitlines()[0]}
+                row = VerificationRow(finding=chosen.finding, title=chosen.entry.title,
+                                      author=chosen.entry.author,
+                                      public_rank=chosen.public_rank,
+                                      error=str(exc).splitlines()[0])
             self._rows.append(row)
         return self._save()
 
-    def _save(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _save(self, partial: VerificationRow | None = None) -> VerificationIn:
         """Write verify.json: the rows so far (and the finding in progress, marked
-        ``partial``), so that a long verification keeps what it measured."""
-        rows = [*self._rows, *([partial] if partial else [])]
-        result = {"run": self.paths.run_id, "dataset": self.dataset(), "t": now_iso(),
-                  "config": asdict(self.cfg), "selection": selection_rule(self.cfg.top),
-                  "min_gap": MIN_GAP, "notes": list(self._notes), "rows": rows}
-        atomic_write_json(self.paths.root / "verify.json", result)
-        self._post(result)
-        return result
+        ``partial``), so that a long verification keeps what it measured. The file holds
+        the fields each row and cell was given (:func:`table_json`)."""
+        rows = [*self._rows, *([partial] if partial is not None else [])]
+        config: dict[str, Any] = json.loads(json.dumps(asdict(self.cfg)))  # tuples: lists
+        table = VerificationIn(run=self.paths.run_id, dataset=self.dataset(), t=now_iso(),
+                               config=config, selection=selection_rule(self.cfg.top),
+                               min_gap=MIN_GAP, notes=list(self._notes), rows=rows)
+        atomic_write_json(self.paths.root / "verify.json", table_json(table))
+        self._post(table)
+        return table
 
-    def _post(self, result: dict[str, Any]) -> None:
+    def _post(self, table: VerificationIn) -> None:
         """Send the table to the run's server, where the dashboard shows it (the server
         reads no run folder); a server that refuses it costs the table nothing."""
         try:
-            self.admin.post_verification(result)
+            self.admin.post_verification(table)
         except AarError as exc:
             self.progress("the verification table was not posted to the server: "
                           f"{str(exc).splitlines()[0]}")
@@ -536,7 +549,32 @@ def what_held(cells: dict[str, Cell]) -> tuple[float | None, list[str], dict[str
     return float(np.mean([cells[k].mean for k in used])), used, left_out
 
 
-def columns(result: dict[str, Any]) -> list[str]:
+def table_json(table: VerificationIn) -> dict[str, Any]:
+    """The table as ``verify.json`` holds it (and ``aar verify --json`` prints it): the
+    fields each row and cell was given, in the models' order; NaN stays NaN, as the file
+    always held it (posting it turns NaN into null)."""
+    return table.model_dump(mode="json", exclude_unset=True)
+
+
+def read_table(path: Path) -> VerificationIn | None:
+    """A ``verify.json`` (None when there is none). Keys a table of another version holds
+    beyond the models' are kept in its rows and cells, and dropped at its top level. A file
+    that is not a table raises :class:`AarError` naming it."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        known = {k: v for k, v in data.items() if k in VerificationIn.model_fields}
+        return VerificationIn.model_validate(known)
+    except (OSError, ValueError) as exc:  # a pydantic ValidationError is a ValueError
+        why = " ".join(str(exc).split())
+        raise AarError(f"{path} is not a readable verification table ({why[:300]}); "
+                       "run `aar verify` again, or remove the file") from None
+
+
+def columns(table: VerificationIn) -> list[str]:
     """Cell labels in table order: what was seen, the private half, then the re-runs from
     the nearest to the farthest from the researcher's setting."""
     fixed = [SEEN, PRIVATE_EST, RERUN, FRESH, RESPLIT]
@@ -546,28 +584,28 @@ def columns(result: dict[str, Any]) -> list[str]:
             return fixed.index(label), ""
         return (len(fixed) if label.startswith("held-out") else len(fixed) + 1), label
 
-    labels = {label for row in result.get("rows", []) for label in row.get("cells", {})}
+    labels = {label for row in table.rows for label in row.cells}
     return sorted(labels, key=rank)
 
 
-def fmt_cell(cell: dict[str, Any] | None, digits: int = 2) -> str:
+def fmt_cell(cell: VerificationCell | None, digits: int = 2) -> str:
     """``0.52 [0.41, 0.63]``; ``gap too small``; ``error``; ``n/a``; a result above the
-    ceiling's interval says so."""
-    if not cell:
+    ceiling's interval says so. No cell, or an empty one: nothing."""
+    if cell is None or not cell.model_fields_set:
         return ""
-    status = cell.get("status", "ok")
-    if cell.get("error") or status == "error":
+    status = cell.status or "ok"
+    if cell.error or status == "error":
         return "error"
     if status == GAP_TOO_SMALL:
         return GAP_TOO_SMALL
-    mean = cell.get("mean")
+    mean = cell.mean
     if mean is None:
         return "n/a"
-    low, high = cell.get("low"), cell.get("high")
+    low, high = cell.low, cell.high
     text = f"{mean:.{digits}f}"
     if low is not None and high is not None:
         text += f" [{low:.{digits}f}, {high:.{digits}f}]"
-    if cell.get("above_ceiling"):
+    if cell.above_ceiling:
         text += " (above ceiling)"
     return text
 

@@ -9,14 +9,13 @@ until the deadline (a UNIX time), its budgets, or a SIGTERM from the orchestrato
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from aar.client import Client
+from aar.contracts import transcript as tx
 from aar.contracts.events import ResearcherState, StopReason
 from aar.errors import AarError
 from aar.execution import ExecutorConfig, make_executor
@@ -115,14 +114,12 @@ def run_llm(r: Researcher, direction: Direction, info: RunInfo, deadline: float
                     max_evals=info.get("max_evals"))  # server evaluations, as the server counts
     usage_seen = {"usd": 0.0}
 
-    def on_event(ev: dict[str, Any]) -> None:
-        if ev.get("type") == "assistant":
-            u = ev.get("usage") or {}
-            r.event("usage", input_tokens=u.get("input_tokens"),
-                    output_tokens=u.get("output_tokens"), usd=ev.get("usd"),
-                    seconds=ev.get("call_s"))
+    def on_event(ev: tx.Entry) -> None:
+        if isinstance(ev, tx.Assistant):
+            r.event("usage", input_tokens=ev.usage.input_tokens,
+                    output_tokens=ev.usage.output_tokens, usd=ev.usd, seconds=ev.call_s)
             usage_seen["usd"] = budget.usage().usd
-        elif ev.get("type") in ("compaction", "end"):
+        elif isinstance(ev, tx.Compaction | tx.End):
             r.event("llm_stats", **llm.stats())
         _write_status(r, direction, ResearcherState.RUNNING, usd=budget.usage().usd,
                       tokens=budget.usage().total_tokens, llm_s=llm_s())
@@ -131,7 +128,7 @@ def run_llm(r: Researcher, direction: Direction, info: RunInfo, deadline: float
         return budget.usage().llm_seconds if local else 0.0
 
     llm = LLMResearcher(backend, info.get("model"), build_tools(r), budget,
-                        r.paths.agent_dir(r.name) / "transcript.jsonl",
+                        r.paths.transcript(r.name),
                         system_prompt(r, direction) + (LOCAL_HINT if local else ""),
                         on_event=on_event,
                         nudge=local, call_hints=local,
@@ -182,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     paths = RunPaths(Path(args.run_dir))
     info = paths.read_info()
-    token = json.loads(paths.secrets.read_text())["agents"][args.name]
+    token = paths.read_secrets()["agents"][args.name]
     a = _agent(info, args.name)
     direction = Direction(a["direction"], a["title"], tuple(a.get("families") or ()),
                           a.get("text", ""))

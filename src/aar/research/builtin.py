@@ -26,9 +26,12 @@ import threading
 import time
 import zlib
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from aar.contracts.api import BoardEntryOut
 from aar.contracts.events import ResearcherState, StopReason
@@ -51,6 +54,41 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
     raise StopRequested(signal.Signals(signum).name)
 
 
+class Candidate(BaseModel):
+    """One candidate the search tried: a line of ``population.jsonl`` (the fields it was
+    given, in this order; lines of older versions keep their extra fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str  # the genome's key (``genome.key``)
+    genome: dict[str, Any]
+    file: str  # the method module, relative to the workspace
+    origin: str  # how it was made (a starting point, a mutation of ..., a crossover ...)
+    builds_on: list[int] = Field(default_factory=list)  # finding ids
+    parent_pgr: float | None = None
+    pgr: float | None = None  # the public PGR the run's Ladder released for it
+    finding: int | None = None  # its result finding
+    t: str = ""
+    screen: dict[str, Any] | str | None = None  # screening diagnostics, or "failed: ..."
+    screen_reject: bool | None = None  # screened out (drifted from the weak labels)
+    released: bool | None = None
+    transductive: bool | None = None
+    submissions: list[int] | None = None
+
+    def line(self) -> str:
+        return json.dumps(self.model_dump(exclude_unset=True))
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another researcher's ranked result that carries a genome."""
+
+    genome: dict[str, Any]
+    pgr: float
+    author: str
+    finding: int
+
+
 class BuiltinResearcher:
     def __init__(self, r: Researcher, direction: Direction, *, seed: int = 0,
                  deadline: float | None = None, screen_seed: int = 0) -> None:
@@ -62,29 +100,24 @@ class BuiltinResearcher:
         self.deadline = deadline
         self.screen_seed = screen_seed
         self.pop_path = r.paths.agent_dir(r.name) / "population.jsonl"
-        self.population: list[dict[str, Any]] = []
+        self.population: list[Candidate] = []
         self.tried: set[str] = set()
-        self.others: dict[int, dict[str, Any]] = {}
+        self.others: dict[int, Peer] = {}
         self.cost_s: float | None = None  # running estimate of one candidate's wall time
         self.state = ResearcherState.STARTING
 
     # -- persistence -----------------------------------------------------------------
     def _load(self) -> None:
-        if self.pop_path.exists():
-            for line in self.pop_path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                self.population.append(rec)
-                self.tried.add(rec["key"])
+        for rec in population(self.pop_path):
+            self.population.append(rec)
+            self.tried.add(rec.key)
         self.r.restore_counters()
 
-    def _record(self, rec: dict[str, Any]) -> None:
+    def _record(self, rec: Candidate) -> None:
         self.population.append(rec)
-        self.tried.add(rec["key"])
+        self.tried.add(rec.key)
         with open(self.pop_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec) + "\n")
+            fh.write(rec.line() + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -102,17 +135,17 @@ class BuiltinResearcher:
         """This run's other researchers' ranked results that carry a genome, with their
         public PGR (earlier runs on the same server are not built on: a run starts fresh)."""
         board = self.r.client.leaderboard(self.r.dataset)
-        new = self.r.client.findings(since=self.r.load_state().get("forum_seen"), limit=50)
-        self.r.save_state(forum_seen=new.now)
+        new = self.r.client.findings(since=self.r.forum_seen, limit=50)
+        self.r.forum_read(new.now)
         entries = [*board.entries, *board.transductive]
         self.others.update(peer_results(entries, self.r.name, set(self.r.paths.agents())))
         self.r.event("forum_read", results_seen=len(self.others),
                      new_findings=len(new.items))
 
     # -- choosing the next candidate ---------------------------------------------------
-    def _own_ranked(self) -> list[dict[str, Any]]:
-        return sorted((p for p in self.population if p.get("pgr") is not None),
-                      key=lambda p: -p["pgr"])
+    def _own_ranked(self) -> list[Candidate]:
+        return sorted((p for p in self.population if p.pgr is not None),
+                      key=lambda p: -(p.pgr or 0.0))
 
     def _starts(self) -> list[dict[str, Any]]:
         starts = G.start_genomes(self.families)
@@ -125,37 +158,36 @@ class BuiltinResearcher:
         points come first, except that a result of another researcher at least as good as
         my best is built on as soon as I have a result of my own."""
         own = self._own_ranked()
-        others = sorted(self.others.values(), key=lambda o: -o["pgr"])
-        own_best = own[0]["pgr"] if own else -1e9
-        ahead = bool(own) and bool(others) and others[0]["pgr"] >= own_best
-        elsewhere = {G.key(o["genome"]) for o in self.others.values()}
+        others = sorted(self.others.values(), key=lambda o: -o.pgr)
+        own_best = own[0].pgr if own and own[0].pgr is not None else -1e9
+        ahead = bool(own) and bool(others) and others[0].pgr >= own_best
+        elsewhere = {G.key(o.genome) for o in self.others.values()}
         fresh = [g for g in self._starts() if G.key(g) not in self.tried | elsewhere]
         if fresh and (not ahead or not own):
             g = fresh[0]
             return g, f"a starting point of the direction ({G.describe(g)})", [], None
+        parent_pgr: float | None
         for _ in range(30):
             roll = self.rng.random()
-            if others and (others[0]["pgr"] >= own_best or roll < 0.25):
+            if others and (others[0].pgr >= own_best or roll < 0.25):
                 o = others[0] if self.rng.random() < 0.7 else self.rng.choice(others[:3])
-                child = G.mutate(o["genome"], self.rng, self.families)
-                origin = (f"a mutation of {o['author']}'s finding #{o['finding']} "
-                          f"(PGR {o['pgr']:.3f})")
-                parent_pgr, builds = o["pgr"], [int(o["finding"])]
+                child = G.mutate(o.genome, self.rng, self.families)
+                origin = f"a mutation of {o.author}'s finding #{o.finding} (PGR {o.pgr:.3f})"
+                parent_pgr, builds = o.pgr, [o.finding]
             elif others and own and roll < 0.4:
                 o = others[0]
-                child = G.mutate(G.crossover(own[0]["genome"], o["genome"], self.rng),
+                child = G.mutate(G.crossover(own[0].genome, o.genome, self.rng),
                                  self.rng, self.families, n_changes=1)
-                origin = (f"a crossover of my #{own[0]['finding']} with {o['author']}'s "
-                          f"#{o['finding']}")
-                parent_pgr, builds = max(own_best, o["pgr"]), [int(o["finding"])]
-                if own[0].get("finding"):
-                    builds.append(int(own[0]["finding"]))
+                origin = f"a crossover of my #{own[0].finding} with {o.author}'s #{o.finding}"
+                parent_pgr, builds = max(own_best, o.pgr), [o.finding]
+                if own[0].finding:
+                    builds.append(own[0].finding)
             elif own:
                 p = own[0] if self.rng.random() < 0.6 else self.rng.choice(own[:3])
-                child = G.mutate(p["genome"], self.rng, self.families)
-                origin = f"a mutation of my finding #{p.get('finding')} (PGR {p['pgr']:.3f})"
-                parent_pgr = p["pgr"]
-                builds = [int(p["finding"])] if p.get("finding") else []
+                child = G.mutate(p.genome, self.rng, self.families)
+                origin = f"a mutation of my finding #{p.finding} (PGR {p.pgr:.3f})"
+                parent_pgr = p.pgr
+                builds = [p.finding] if p.finding else []
             else:
                 child = G.mutate(self.rng.choice(self._starts()), self.rng, self.families)
                 origin, parent_pgr, builds = "a mutation of a starting point", None, []
@@ -177,7 +209,7 @@ class BuiltinResearcher:
             return "time"
         return None
 
-    def step(self) -> dict[str, Any]:
+    def step(self) -> Candidate:
         self.read_forum()
         g, origin, builds, parent_pgr = self.propose()
         n = len(self.population)
@@ -188,20 +220,19 @@ class BuiltinResearcher:
         path.write_text(G.render(name, g, agent=self.r.name, direction=self.direction.title,
                                  origin=origin, dataset=self.r.dataset))
         self.r.event("file_write", path=rel, bytes=path.stat().st_size)
-        rec: dict[str, Any] = {"key": G.key(g), "genome": g, "file": rel, "origin": origin,
-                               "builds_on": builds, "parent_pgr": parent_pgr, "pgr": None,
-                               "finding": None, "t": now_iso()}
+        rec = Candidate(key=G.key(g), genome=g, file=rel, origin=origin, builds_on=builds,
+                        parent_pgr=parent_pgr, pgr=None, finding=None, t=now_iso())
         t0 = time.monotonic()
         try:
             screen, diag = self.r.run_method(rel, [self.screen_seed])
         except AarError as exc:
-            rec["screen"] = f"failed: {str(exc).splitlines()[0][:300]}"
+            rec.screen = f"failed: {str(exc).splitlines()[0][:300]}"
             self._record(rec)
             return rec
-        rec["screen"] = diag
+        rec.screen = diag
         drift = abs(diag["positive_rate"] - diag["weak_positive_rate"])
         if drift > 0.15 or diag["agreement_with_weak"] < 0.6:
-            rec["screen_reject"] = True
+            rec.screen_reject = True
             self._record(rec)
             self.r.share("negative", f"Screened out: {G.describe(g)}"[:200],
                          f"{origin[:1].upper() + origin[1:]}. On seed {self.screen_seed} "
@@ -217,47 +248,48 @@ class BuiltinResearcher:
         sub = self.r.submit(rel, {}, seeds, label=name, known={self.screen_seed: screen[0]})
         body = (f"Method `{rel}` ({G.describe(g)}), {origin}. Direction: "
                 f"{self.direction.title}. Submitted over seeds {seeds}; label-free "
-                f"diagnostics: {json.dumps(sub['diagnostics'])}.")
+                f"diagnostics: {json.dumps(sub.diagnostics)}.")
         f = self.r.share("result", f"{G.describe(g)}"[:200], body, file=rel, params={},
-                         seeds=seeds, submission_ids=sub["submission_ids"], builds_on=builds,
+                         seeds=seeds, submission_ids=sub.submission_ids, builds_on=builds,
                          extra_metrics={"genome": g, "origin": origin[:200]})
-        rec.update(pgr=f.get("public_pgr"), finding=f["id"], released=sub["released"],
-                   transductive=sub["transductive"], submissions=sub["submission_ids"])
+        rec.pgr, rec.finding = f.public_pgr, f.finding.id
+        rec.released, rec.transductive = sub.released, sub.transductive
+        rec.submissions = sub.submission_ids
         elapsed = time.monotonic() - t0
         self.cost_s = elapsed if self.cost_s is None else 0.5 * self.cost_s + 0.5 * elapsed
         self._record(rec)
-        pgr = rec["pgr"]
-        run_best = sub.get("ladder_best_pgr")
+        pgr = rec.pgr
+        run_best = sub.ladder_best_pgr
         if pgr is None and parent_pgr is not None and run_best is not None:
             # Not released: the Ladder saw no gain over the run's best by its step.
             self.r.share("negative", f"No gain over the run's best: {G.describe(g)}"[:200],
                          f"{origin[:1].upper() + origin[1:]} did not beat the run's best "
                          f"public score (PGR {run_best:.3f}) by the Ladder's step, so its "
-                         f"value was not released (result #{f['id']}, 5 seeds).",
-                         builds_on=sorted({*builds, int(f["id"])}),
+                         f"value was not released (result #{f.finding.id}, 5 seeds).",
+                         builds_on=sorted({*builds, f.finding.id}),
                          extra_metrics={"genome": g, "parent_pgr": parent_pgr,
                                         "run_best_pgr": run_best})
         elif pgr is not None and parent_pgr is not None and pgr < parent_pgr - 0.05:
             self.r.share("negative", f"Hurt ({parent_pgr:.2f} -> {pgr:.2f}): {G.describe(g)}"
                          [:200], f"{origin[:1].upper() + origin[1:]} scored lower than its "
                          f"parent: public PGR {pgr:.3f} vs {parent_pgr:.3f} over 5 seeds "
-                         f"(result #{f['id']}).", submission_ids=None,
-                         builds_on=sorted({*builds, int(f["id"])}),
+                         f"(result #{f.finding.id}).", submission_ids=None,
+                         builds_on=sorted({*builds, f.finding.id}),
                          extra_metrics={"genome": g, "pgr": pgr, "parent_pgr": parent_pgr})
-        submitted = [p for p in self.population if p.get("finding")]
+        submitted = [p for p in self.population if p.finding]
         if submitted and len(submitted) % INSIGHT_EVERY == 0:
             self.insight(submitted)
         return rec
 
-    def insight(self, submitted: list[dict[str, Any]]) -> None:
+    def insight(self, submitted: list[Candidate]) -> None:
         """Which gene values went with improvements among my submitted candidates. Public
         values are rationed: a candidate counts as an improvement when the Ladder
         released its value (it beat the run's best by the Ladder's step)."""
         by: dict[tuple[str, Any], list[float]] = defaultdict(list)
         for p in submitted:
-            for gene, value in G.normalize(p["genome"]).items():
-                by[(gene, value)].append(float(p.get("pgr") is not None))
-        rate = sum(p.get("pgr") is not None for p in submitted) / len(submitted)
+            for gene, value in G.normalize(p.genome).items():
+                by[(gene, value)].append(float(p.pgr is not None))
+        rate = sum(p.pgr is not None for p in submitted) / len(submitted)
         effects = sorted(((sum(v) / len(v) - rate, gene, value, len(v))
                           for (gene, value), v in by.items() if 0 < len(v) < len(submitted)),
                          reverse=True)
@@ -266,15 +298,15 @@ class BuiltinResearcher:
         ranked = self._own_ranked()
         best = ranked[0] if ranked else None
         head = (f"{rate:.0%} of them improved on the run's best (released by the Ladder)"
-                + ("" if best is None else f"; my best public PGR {best['pgr']:.3f} "
-                   f"(#{best['finding']}: {G.describe(best['genome'])})") + ".")
+                + ("" if best is None else f"; my best public PGR {best.pgr:.3f} "
+                   f"(#{best.finding}: {G.describe(best.genome)})") + ".")
         self.r.share("insight",
                      f"{self.r.name}: what moved PGR over {len(submitted)} candidates",
                      head + ("\n" + "\n".join(lines) if lines else ""),
-                     builds_on=[int(best["finding"])] if best else [],
+                     builds_on=[best.finding] if best and best.finding else [],
                      extra_metrics={"candidates": len(submitted),
                                     "improvement_rate": round(rate, 4),
-                                    "best_pgr": None if best is None else best["pgr"]})
+                                    "best_pgr": None if best is None else best.pgr})
 
     # -- the loop ----------------------------------------------------------------------
     def final_note(self, reason: str) -> str:
@@ -282,7 +314,7 @@ class BuiltinResearcher:
         released only for submissions that beat the run's best)."""
         scored = self._own_ranked()
         tried = len(self.population)
-        submitted = sum(1 for p in self.population if p.get("finding"))
+        submitted = sum(1 for p in self.population if p.finding)
         counts = f"{tried} candidates tried, {submitted} submitted"
         if not scored:
             return (f"{self.r.name} ({self.direction.title}) stopped ({reason}): {counts}, "
@@ -290,8 +322,8 @@ class BuiltinResearcher:
                     "used.")
         b = scored[0]
         return (f"{self.r.name} ({self.direction.title}) stopped ({reason}): best public PGR "
-                f"{b['pgr']:.3f} from finding #{b['finding']} ({b['file']}: "
-                f"{G.describe(b['genome'])}); {counts}, {len(scored)} released, "
+                f"{b.pgr:.3f} from finding #{b.finding} ({b.file}: "
+                f"{G.describe(b.genome)}); {counts}, {len(scored)} released, "
                 f"{self.r.evals_used} evaluations, {self.r.findings_posted} findings.")
 
     def run(self, max_steps: int | None = None) -> str:
@@ -336,20 +368,26 @@ class BuiltinResearcher:
 
 
 def peer_results(entries: list[BoardEntryOut], me: str,
-                 peers: set[str]) -> dict[int, dict[str, Any]]:
+                 peers: set[str]) -> dict[int, Peer]:
     """Leaderboard entries by ``peers`` other than ``me`` that carry a genome and a PGR."""
     out = {}
     for e in entries:
         g = e.claimed.get("genome")
         if e.author in peers - {me} and isinstance(g, dict) and e.pgr is not None:
-            out[e.finding] = {"genome": G.normalize(g), "pgr": float(e.pgr),
-                              "author": e.author, "finding": e.finding}
+            out[e.finding] = Peer(G.normalize(g), float(e.pgr), e.author, e.finding)
     return out
 
 
-def population(path: Path) -> list[dict[str, Any]]:
-    """The candidates a builtin researcher recorded (``population.jsonl``)."""
+def population(path: Path) -> list[Candidate]:
+    """The candidates a builtin researcher recorded (``population.jsonl``); a line that is
+    not a candidate (a torn last line) is skipped."""
     if not path.exists():
         return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    out: list[Candidate] = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(Candidate.model_validate_json(line))
+        except ValueError:
+            continue
+    return out
 

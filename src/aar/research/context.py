@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
-import json
 import os
 import tarfile
 import time
@@ -23,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from aar.client import Client
-from aar.contracts.api import ReleasedOut
+from aar.contracts.api import FindingOut, ReleasedOut
 from aar.contracts.events import Evaluation, Event, Finding, SandboxRun
 from aar.data.store import Workspace
 from aar.errors import AarError
@@ -156,6 +156,44 @@ def _max_pgr(answers: list[ReleasedOut | None]) -> float | None:
     return max(pgrs) if pgrs else None
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """What :meth:`Researcher.submit` did: one submission per seed and the server's
+    (rationed) answer."""
+
+    submission_ids: list[int]
+    seeds: list[int]
+    public: ReleasedOut | None  # the Ladder's answer to the last seed's submission
+    released: bool  # the Ladder released a new best for one of them
+    released_pgr: float | None  # the best public PGR released for them
+    ladder_best_pgr: float | None  # the run's best released PGR so far
+    transductive: bool
+    diagnostics: dict[str, Any]  # label-free diagnostics of the predictions
+
+    def as_dict(self) -> dict[str, Any]:
+        """As the ``submit`` tool shows it."""
+        return {"submission_ids": self.submission_ids, "seeds": self.seeds,
+                "public": self.public.as_dict() if self.public is not None else {},
+                "released": self.released, "released_pgr": self.released_pgr,
+                "ladder_best_pgr": self.ladder_best_pgr, "transductive": self.transductive,
+                "diagnostics": self.diagnostics}
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A finding :meth:`Researcher.share` posted, with its leaderboard PGR (a ranked
+    result's public value; None when hidden, or not a result)."""
+
+    finding: FindingOut
+    public_pgr: float | None
+
+
+class _State(BaseModel):
+    """``state.json``: what a researcher remembers between sessions."""
+
+    forum_seen: str | None = None  # the server time of its last read of the forum
+
+
 @dataclass
 class Researcher:
     """A researcher's handle on the run: paths, identity, data references, server client.
@@ -198,14 +236,21 @@ class Researcher:
     def state_path(self) -> Path:
         return self.paths.agent_dir(self.name) / "state.json"
 
-    def load_state(self) -> dict[str, Any]:
+    @property
+    def forum_seen(self) -> str | None:
+        """When this researcher last read the forum (the server's time), None if never."""
         p = self.state_path
-        return json.loads(p.read_text()) if p.exists() else {}
+        if not p.exists():
+            return None
+        try:
+            return _State.model_validate_json(p.read_text()).forum_seen
+        except ValidationError as exc:
+            raise AarError(f"{p} is not a researcher's state ({exc.errors()[0]['msg']}); "
+                           "move it away to start from an unread forum") from None
 
-    def save_state(self, **changes: Any) -> dict[str, Any]:
-        state = {**self.load_state(), **changes}
-        atomic_write_json(self.state_path, state)
-        return state
+    def forum_read(self, now: str | None) -> None:
+        """Remember that the forum was read up to ``now``."""
+        atomic_write_json(self.state_path, _State(forum_seen=now).model_dump())
 
     def event(self, kind: str, **data: Any) -> Event:
         """Log one event of this researcher (checked against its kind's model)."""
@@ -273,7 +318,7 @@ class Researcher:
 
     def submit(self, rel: str, params: dict[str, Any] | None = None,
                seeds: list[int] | None = None, label: str | None = None,
-               known: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
+               known: dict[int, np.ndarray] | None = None) -> Submitted:
         """Run ``rel`` over at least five seeds in the sandbox and send each seed's test
         predictions to the server. Returns submission ids, the server's (rationed) answers
         and the diagnostics. ``known``: predictions of some seeds already computed by this
@@ -312,11 +357,9 @@ class Researcher:
                    params=params or {}, public_pgr=mine, released=mine is not None,
                    ladder_best_pgr=run_best, diagnostics=diag, transductive=transductive)
         last = answers[-1] if answers else None
-        return {"submission_ids": subs, "seeds": seeds,
-                "public": last.as_dict() if last is not None else {},
-                "released": any(a is not None and bool(a.released) for a in answers),
-                "released_pgr": mine, "ladder_best_pgr": run_best,
-                "transductive": transductive, "diagnostics": diag}
+        return Submitted(subs, seeds, last,
+                         any(a is not None and bool(a.released) for a in answers),
+                         mine, run_best, transductive, diag)
 
     def snapshot(self, rel: str) -> bytes:
         """A tar.gz holding the method file as ``method.py`` (the finding's code)."""
@@ -331,7 +374,7 @@ class Researcher:
     def share(self, type: str, title: str, body: str = "", *, file: str | None = None,
               params: dict[str, Any] | None = None, seeds: list[int] | None = None,
               submission_ids: list[int] | None = None, builds_on: list[int] | None = None,
-              extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+              extra_metrics: dict[str, Any] | None = None) -> Shared:
         """Post a finding; with ``file`` its code snapshot (``method.py``) goes with it and
         the metrics say how to re-run it: method, params, encoders, seeds, submissions."""
         metrics: dict[str, Any] = dict(extra_metrics or {})
@@ -354,7 +397,7 @@ class Researcher:
                 self.best_pgr = pgr
         self.event("finding", finding_id=f.id, title=title, type=type,
                    builds_on=builds_on or [], public_pgr=pgr, file=file)
-        return {**f.as_dict(), "public_pgr": pgr}
+        return Shared(f, pgr)
 
     def result_pgr(self, finding_id: int) -> float | None:
         """The leaderboard's public (coarsened) PGR of one of the result findings, ranked

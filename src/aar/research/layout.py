@@ -3,12 +3,19 @@ verifier, the report and the dashboard; nothing here is secret except ``secrets.
 
     $AAR_HOME/runs/<run_id>/
         run.json            ``RunInfo``: dataset, encoders, backend, agents, server url, times
-        secrets.json        agent tokens (mode 600); never mounted in a sandbox
+        secrets.json        ``RunSecrets``: agent tokens (mode 600); never mounted in a sandbox
+        verify.json         ``aar verify``'s table (``aar.contracts.api.VerificationIn``)
         agents/<name>/
             workspace/      the researcher's own files (ideas/*.py method modules, notes.md)
             events.jsonl    append-only events, one JSON object per line (see ``Event``)
             status.json     the researcher's latest state (see ``AgentStatus``)
-            transcript.jsonl  the LLM conversation (LLM backends only)
+            state.json      what it remembers between sessions (the forum read so far)
+            transcript.jsonl  the LLM conversation (LLM backends only;
+                            :mod:`aar.contracts.transcript`)
+            population.jsonl  the built-in search's candidates (``builtin.Candidate``)
+
+Every file is read through its type, validated: a damaged ``run.json``, ``secrets.json``
+or ``status.json`` is an ``AarError`` naming the file, not a ``KeyError`` later.
 
 Events are the models of :mod:`aar.contracts.events` (the union ``Event``, keyed on
 ``kind``): every event has ``t`` (ISO 8601 UTC), ``agent`` and ``kind``; the kinds are
@@ -23,9 +30,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic validates these on Python 3.11
 
 from aar.contracts.events import Event, ResearcherState, new_event, read_events
+from aar.errors import AarError
 from aar.settings import get_settings
 from aar.util import atomic_write_json
 
@@ -85,6 +96,19 @@ class RunInfo(TypedDict, total=False):
     sandbox: dict[str, Any]  # the isolation the researchers' code gets
 
 
+def server_of(info: RunInfo) -> str | None:
+    """The URL of the evaluation server a run uses: ``server_url`` once it started, else the
+    external server it was created with (``server``)."""
+    return info.get("server_url") or info.get("server")
+
+
+class RunSecrets(TypedDict):
+    """``secrets.json`` (mode 600, never in a workspace): the run's tokens."""
+
+    admin_token: str
+    agents: dict[str, str]  # researcher name -> its agent token
+
+
 @dataclass
 class AgentStatus:
     name: str
@@ -117,9 +141,15 @@ class RunPaths:
         return self.root / "run.json"
 
     def read_info(self) -> RunInfo:
-        """``run.json`` (empty when the run has none yet)."""
-        info: RunInfo = json.loads(self.info.read_text()) if self.info.exists() else {}
-        return info
+        """``run.json``, checked against :class:`RunInfo` (empty when the run has none
+        yet). Raises ``AarError`` when it is not a run's info."""
+        return _read(self.info, _INFO, "run info") if self.info.exists() else {}
+
+    def read_secrets(self) -> RunSecrets:
+        """``secrets.json``, checked. Raises ``AarError`` when it is missing or damaged."""
+        if not self.secrets.exists():
+            raise AarError(f"run {self.run_id} has no secrets.json; it cannot be resumed")
+        return _read(self.secrets, _SECRETS, "run secrets")
 
     @property
     def secrets(self) -> Path:
@@ -171,4 +201,20 @@ class RunPaths:
         path = self.status(agent)
         if not path.exists():
             return None
-        return AgentStatus(**json.loads(path.read_text()))
+        return _read(path, _STATUS, "researcher status")
+
+
+T = TypeVar("T")
+_INFO: TypeAdapter[RunInfo] = TypeAdapter(RunInfo)
+_SECRETS: TypeAdapter[RunSecrets] = TypeAdapter(RunSecrets)
+_STATUS: TypeAdapter[AgentStatus] = TypeAdapter(AgentStatus)
+
+
+def _read(path: Path, adapter: TypeAdapter[T], what: str) -> T:
+    """A run file, validated; ``AarError`` names the file and the first problems."""
+    try:
+        return adapter.validate_json(path.read_bytes())
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
+                             for e in exc.errors()[:3])
+        raise AarError(f"{path} is not valid {what}: {problems}") from None

@@ -6,8 +6,8 @@ from aar.agents.tools import Tool
 from aar.errors import AarError
 from aar.research.agent_main import make_researcher, system_prompt
 from aar.research.directions import Direction
-from aar.research.layout import RunPaths
-from aar.research.orchestrator import read_run, read_secrets
+from aar.research.layout import RunPaths, server_of
+from aar.research.orchestrator import read_run
 from aar.research.tools import build_tools, init_workspace
 
 
@@ -17,11 +17,11 @@ def researcher_tools(run_id: str, agent: str) -> tuple[list[Tool], str]:
     ``server`` it was started with)."""
     paths = RunPaths.of(run_id)
     info = read_run(paths)
-    secrets = read_secrets(paths)
-    if agent not in secrets.get("agents", {}):
-        names = ", ".join(sorted(secrets.get("agents", {}))) or "none"
+    secrets = paths.read_secrets()
+    if agent not in secrets["agents"]:
+        names = ", ".join(sorted(secrets["agents"])) or "none"
         raise AarError(f"no researcher {agent!r} in run {run_id} (researchers: {names})")
-    url = info.get("server_url") or info.get("server")
+    url = server_of(info)
     if not url:
         raise AarError(f"run {run_id} has no server URL yet; start it first")
     r = make_researcher(paths, info, agent, secrets["agents"][agent], url)

@@ -40,11 +40,12 @@ from aar.contracts.events import (
     StopReason,
     parse_event,
 )
+from aar.contracts.transcript import parse_entry
 from aar.data.registry import default_encoders
 from aar.errors import AarError
 from aar.execution import ExecutorConfig
 from aar.research.directions import Direction, load_directions
-from aar.research.layout import AgentStatus, RunInfo, RunPaths, now_iso
+from aar.research.layout import AgentStatus, RunInfo, RunPaths, RunSecrets, now_iso
 from aar.sandbox import isolation_report
 from aar.util import atomic_write_json
 
@@ -86,19 +87,12 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + pysecrets.token_hex(2)
 
 
-def _write_secrets(paths: RunPaths, data: dict[str, Any]) -> None:
+def _write_secrets(paths: RunPaths, data: RunSecrets) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     fd = os.open(paths.secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh)
     os.chmod(paths.secrets, 0o600)
-
-
-def read_secrets(paths: RunPaths) -> dict[str, Any]:
-    if not paths.secrets.exists():
-        raise AarError(f"run {paths.run_id} has no secrets.json; it cannot be resumed")
-    secrets: dict[str, Any] = json.loads(paths.secrets.read_text())
-    return secrets
 
 
 def read_run(paths: RunPaths) -> RunInfo:
@@ -160,7 +154,7 @@ def _new_lines(path: Path, offset: int) -> list[bytes]:
 
 
 class Orchestrator:
-    def __init__(self, paths: RunPaths, info: RunInfo, secrets: dict[str, Any], *,
+    def __init__(self, paths: RunPaths, info: RunInfo, secrets: RunSecrets, *,
                  observers: Sequence[Observer] = (), server_url: str,
                  live_view: bool = True) -> None:
         self.paths = paths
@@ -196,7 +190,7 @@ class Orchestrator:
             turns = []
             for i, line in enumerate(chunk):
                 with contextlib.suppress(ValueError):
-                    turn = mirror_turn(json.loads(line), p.t_lines + i)
+                    turn = mirror_turn(parse_entry(line), p.t_lines + i)
                     if turn is not None:
                         turns.append(turn)
             try:
@@ -428,7 +422,7 @@ def _agent_names(run_id: str, directions: list[Direction], n: int) -> list[tuple
 
 
 def new_run(cfg: ResearchConfig, run_id: str | None = None
-            ) -> tuple[RunPaths, RunInfo, dict[str, Any]]:
+            ) -> tuple[RunPaths, RunInfo, RunSecrets]:
     """Create a run directory: run.json, secrets.json (mode 600) and one folder per
     researcher; prepares the dataset and its baselines. Returns (paths, info, secrets)."""
     if cfg.backend not in BACKENDS:
@@ -474,7 +468,7 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
     }
     admin = (os.environ.get("AAR_ADMIN_TOKEN") if cfg.server else None) \
         or "aar_" + pysecrets.token_urlsafe(32)
-    secrets: dict[str, Any] = {"admin_token": admin, "agents": {}}
+    secrets: RunSecrets = {"admin_token": admin, "agents": {}}
     for n, _ in agents:
         paths.agent_dir(n).mkdir(parents=True, exist_ok=True)
     _write_secrets(paths, secrets)
@@ -482,7 +476,7 @@ def new_run(cfg: ResearchConfig, run_id: str | None = None
     return paths, info, secrets
 
 
-def issue_tokens(paths: RunPaths, info: RunInfo, secrets: dict[str, Any],
+def issue_tokens(paths: RunPaths, info: RunInfo, secrets: RunSecrets,
                  server_url: str) -> None:
     """One agent token per researcher (evaluation budget = ``max_evals``), kept in
     secrets.json; the server URL goes into run.json. The researchers of a run share one
@@ -505,22 +499,17 @@ def post_references(dataset_key: str, admin: Client) -> int:
     (``aar run`` / ``aar baselines``) to a server through its ``admin`` client: they are
     its leaderboard's reference rows (the server reads no result files). A run posted
     before is replaced, so a resumed run posts again. Returns how many were posted."""
-    from aar.contracts.api import reference_of
-    from aar.settings import get_settings
+    from aar.experiments.runner import records, reference_body
 
-    root = get_settings().results_dir
     posted = 0
-    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
-        try:
-            ref = reference_of(json.loads(path.read_text()))
-        except (OSError, ValueError):  # unreadable, or not a valid record
-            continue
+    for rec in records():
+        ref = reference_body(rec)
         if ref is None or ref.dataset != dataset_key:
             continue
         try:
             admin.post_reference(ref)
         except AarError as exc:
-            print(f"warning: reference {path.name} was not posted: "
+            print(f"warning: reference {ref.run_id} was not posted: "
                   f"{str(exc).splitlines()[0]}", file=sys.stderr)
             continue
         posted += 1
@@ -538,7 +527,7 @@ def research(cfg: ResearchConfig, *, observers: Sequence[Observer] = (),
             raise AarError(f"--minutes must be positive, got {cfg.minutes}")
         paths = RunPaths.of(resume)
         info = read_run(paths)
-        secrets = read_secrets(paths)
+        secrets = paths.read_secrets()
         info["elapsed_s_before"] = info.get("elapsed_s", 0.0)
         restart = [a["name"] for a in info["agents"] if not _finished(paths, a["name"])]
         info["resumed"] = [*info.get("resumed", []), now_iso()]

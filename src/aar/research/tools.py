@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from aar.agents.tooldecl import Arg, MinLen, Resource, ToolDecl, tool
-from aar.agents.tools import Tool, ToolError
+from aar.agents.tools import Tool, ToolError, render
 from aar.contracts.api import BoardEntryOut
 from aar.errors import AarError
 from aar.research.context import (
@@ -68,14 +68,14 @@ def _log_args(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _wrap(r: Researcher, name: str, fn: Callable[[dict[str, Any]], Any]
-          ) -> Callable[[dict[str, Any]], str]:
-    def handler(args: dict[str, Any]) -> str:
+          ) -> Callable[[dict[str, Any]], Any]:
+    def handler(args: dict[str, Any]) -> Any:
         ok, text = False, ""
         try:
             out = fn(args)
-            text = out if isinstance(out, str) else json.dumps(out, default=str, indent=1)
+            text = render(out)
             ok = True
-            return text
+            return out
         except AarError as exc:  # ServerError included: the model can act on it
             text = str(exc)
             raise ToolError(text) from None
@@ -289,8 +289,8 @@ def submit(s: Session, *, path: WsPath, params: Params | None = None,
         raise ToolError(f"already submitted as {s.submitted[key]}: the same code, params "
                         "and seeds; nothing was spent. Change the params or the code")
     out = s.r.submit(path, method, seeds, label)
-    s.submitted[key] = out["submission_ids"]
-    return {**out, "next": "share_finding type result with these submission_ids; "
+    s.submitted[key] = out.submission_ids
+    return {**out.as_dict(), "next": "share_finding type result with these submission_ids; "
                            "submitting the same file and params again spends "
                            "evaluations on the same method: change its params or code"}
 
@@ -310,8 +310,8 @@ def share_finding(s: Session, *, type: FindingType, title: str, body: str | None
     f = s.r.share(type, title, body or "", file=path,
                   params=method_params(given, "share_finding"), seeds=seeds,
                   submission_ids=submission_ids, builds_on=builds_on)
-    return {"id": f["id"], "type": f["type"], "archive": f.get("archive"),
-            "builds_on": f.get("builds_on"), "leaderboard_pgr": f.get("public_pgr"),
+    return {"id": f.finding.id, "type": f.finding.type, "archive": f.finding.archive,
+            "builds_on": f.finding.builds_on, "leaderboard_pgr": f.public_pgr,
             "next": "run_method with other params, or write a new method file under "
                     "ideas/ (write_file) that changes one thing, then run_method it"}
 
@@ -351,10 +351,9 @@ def catch_up(s: Session) -> Any:
     """What is new or active on the forum since your last catch_up (others' findings
     only)."""
     r = s.r
-    state = r.load_state()
-    since = state.get("forum_seen")
+    since = r.forum_seen
     res = r.client.findings(since=since, limit=50)
-    r.save_state(forum_seen=res.now)
+    r.forum_read(res.now)
     items = [{"id": f.id, "type": f.type, "title": f.title, "author": f.author,
               "claimed_metrics": f.claimed_metrics, "builds_on": f.builds_on}
              for f in res.items if f.author != r.name]

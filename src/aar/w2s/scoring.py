@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TypedDict
 
 import numpy as np
+from typing_extensions import TypedDict  # pydantic validates these on Python 3.11
 
 from aar.data.prepare import Prepared
 from aar.data.splits import PRIVATE, PUBLIC

@@ -57,12 +57,6 @@ class CallUsage:
             data["estimated"] = True
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CallUsage:
-        return cls(int(data.get("input_tokens", 0)), int(data.get("output_tokens", 0)),
-                   int(data.get("cache_write_tokens", 0)), int(data.get("cache_read_tokens", 0)),
-                   bool(data.get("estimated", False)))
-
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -79,11 +73,6 @@ class ToolCall:
         if self.parse_error is not None:
             data["parse_error"] = self.parse_error
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ToolCall:
-        return cls(str(data["id"]), str(data["name"]), dict(data.get("arguments") or {}),
-                   data.get("raw_arguments"), data.get("parse_error"))
 
 
 @dataclass(frozen=True)
