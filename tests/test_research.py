@@ -375,3 +375,25 @@ def test_run_files_are_read_through_their_types(tmp_path: Path) -> None:
     with pytest.raises(AarError, match="is not an aar run record"):
         read_record(results / "broken.json")
     assert list(records()) == []  # a file that is not a record is skipped
+
+
+def test_builtin_researcher_stops_when_every_candidate_fails_to_run(
+        researcher: Researcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken sandbox fails every candidate: the search stops with an error after
+    MAX_FAILED_IN_A_ROW of them instead of writing candidates until its deadline."""
+    from aar.errors import AarError
+    from aar.research.builtin import MAX_FAILED_IN_A_ROW, BuiltinResearcher
+    from aar.research.directions import Direction
+
+    def broken(*args: object, **kw: object) -> None:
+        raise AarError("worker exited with status 1")
+
+    monkeypatch.setattr(researcher, "run_method", broken)
+    search = BuiltinResearcher(researcher, Direction("d", "testing", (), ""))
+    note = search.run(max_steps=100)
+    assert len(search.population) == MAX_FAILED_IN_A_ROW
+    stop = [e for e in researcher.paths.read_events(researcher.name) if e.kind == "stop"][-1]
+    assert stop.reason.startswith("error: 10 candidates in a row failed to run")
+    assert "worker exited with status 1" in stop.reason and "stopped" in note
+    status = researcher.paths.read_status(researcher.name)
+    assert status is not None and status.state == "failed"

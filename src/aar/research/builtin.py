@@ -44,6 +44,10 @@ from aar.research.tools import init_workspace
 
 MAX_STARTS = 2  # starting genomes from the direction before evolution takes over
 INSIGHT_EVERY = 3
+# Candidates in a row that failed to run at all: the sandbox or the workspace is broken, not
+# the genomes (without this, a researcher whose sandbox cannot start writes thousands of
+# candidate files a minute until its deadline).
+MAX_FAILED_IN_A_ROW = 10
 
 
 class StopRequested(Exception):
@@ -341,14 +345,18 @@ class BuiltinResearcher:
             self.r.event("start", direction=self.direction.title, resumed=bool(self.population),
                          families=list(self.families))
             self.status(ResearcherState.RUNNING)
-            steps = 0
+            steps = failed = 0
             while max_steps is None or steps < max_steps:
                 why = self._affordable()
                 if why is not None:
                     reason = StopReason.budget(why)
                     break
-                self.step()
+                rec = self.step()
                 steps += 1
+                failed = failed + 1 if isinstance(rec.screen, str) else 0
+                if failed >= MAX_FAILED_IN_A_ROW:
+                    raise AarError(f"{failed} candidates in a row failed to run (the last: "
+                                   f"{rec.screen}); stopping instead of trying more")
                 self.status()
         except StopRequested as exc:
             reason = f"{StopReason.ORCHESTRATOR} ({exc})"
