@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Self
 
+from pydantic import ValidationError
+
 
 class Named(StrEnum):
     """A StrEnum that can look a value up without raising (the contracts' enums)."""
@@ -22,3 +24,10 @@ class Named(StrEnum):
             return cls(value)
         except ValueError:
             return None
+
+
+def problems(exc: ValidationError, limit: int = 3) -> str:
+    """What a validation found, in one line: ``field.path: message; ...`` (the first
+    ``limit`` problems)."""
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'value'}: {e['msg']}"
+                     for e in exc.errors()[:limit])

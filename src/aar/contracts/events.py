@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from aar.contracts import Named
+from aar.contracts import Named, problems
 
 JsonObject = dict[str, Any]
 
@@ -249,7 +249,7 @@ def new_event(kind: str, *, t: str, agent: str, **data: Any) -> Event:
         return model.model_validate({"t": t, "agent": agent, "kind": kind, **data},
                                     strict=True)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise ValueError(f"ill-typed {kind} event: {_errors(exc)}") from None
+        raise ValueError(f"ill-typed {kind} event: {problems(exc, 5)}") from None
 
 
 def event_line(ev: Event) -> str:
@@ -272,13 +272,13 @@ def parse_event(obj: Any) -> Event:
         try:
             return _KNOWN.validate_python(obj)
         except ValidationError as exc:
-            why = f"its fields do not fit the {kind} model ({_errors(exc)})"
+            why = f"its fields do not fit the {kind} model ({problems(exc, 5)})"
     else:
         why = "this version of aar does not know that kind"
     try:
         ev = UnknownEvent.model_validate(obj)
     except ValidationError as exc:
-        raise ValueError(f"not an event: {_errors(exc)}") from None
+        raise ValueError(f"not an event: {problems(exc, 5)}") from None
     warnings.warn(f"a {ev.kind!r} event was kept as a generic event: {why}",
                   UnknownEventWarning, stacklevel=2)
     return ev
@@ -296,8 +296,3 @@ def read_events(path: Path) -> list[Event]:
         except ValueError:
             continue
     return out
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'event'}: {e['msg']}"
-                     for e in exc.errors()[:5])

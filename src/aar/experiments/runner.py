@@ -9,16 +9,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import (
-    Any,
-    NotRequired,  # validated by pydantic on 3.11
-)
+from typing import Any, NotRequired
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic validates these on Python 3.11
 
 import aar
+from aar.contracts import problems
 from aar.contracts.api import ReferenceIn
 from aar.data.prepare import Prepared, prepare
 from aar.data.splits import PUBLIC
@@ -222,9 +220,7 @@ def read_record(path: Path) -> RunRecord:
     try:
         rec = _RECORD.validate_json(path.read_bytes())
     except ValidationError as exc:
-        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}"
-                          for e in exc.errors()[:3])
-        raise AarError(f"{path} is not an aar run record ({where})") from None
+        raise AarError(f"{path} is not an aar run record ({problems(exc)})") from None
     if rec["kind"] != "aar.run":
         raise AarError(f"{path} is not an aar run record (kind {rec['kind']!r})")
     return rec

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict  # pydantic validates these on Python 3.11
 
+from aar.contracts import problems
 from aar.contracts.events import Event, ResearcherState, new_event, read_events
 from aar.errors import AarError
 from aar.settings import get_settings
@@ -215,6 +216,4 @@ def _read(path: Path, adapter: TypeAdapter[T], what: str) -> T:
     try:
         return adapter.validate_json(path.read_bytes())
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
-                             for e in exc.errors()[:3])
-        raise AarError(f"{path} is not valid {what}: {problems}") from None
+        raise AarError(f"{path} is not valid {what}: {problems(exc)}") from None
