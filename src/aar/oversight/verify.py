@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from aar.client import Client
+from aar.contracts import problems
 from aar.contracts.api import (
     BoardEntryOut,
     EvaluationOut,
@@ -569,7 +571,7 @@ def read_table(path: Path) -> VerificationIn | None:
         known = {k: v for k, v in data.items() if k in VerificationIn.model_fields}
         return VerificationIn.model_validate(known)
     except (OSError, ValueError) as exc:  # a pydantic ValidationError is a ValueError
-        why = " ".join(str(exc).split())
+        why = problems(exc) if isinstance(exc, ValidationError) else " ".join(str(exc).split())
         raise AarError(f"{path} is not a readable verification table ({why[:300]}); "
                        "run `aar verify` again, or remove the file") from None
 

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from aar.client import Client
+from aar.contracts import problems
 from aar.contracts.api import FindingOut, ReleasedOut
 from aar.contracts.events import Evaluation, Event, Finding, SandboxRun
 from aar.data.store import Workspace
@@ -245,7 +246,7 @@ class Researcher:
         try:
             return _State.model_validate_json(p.read_text()).forum_seen
         except ValidationError as exc:
-            raise AarError(f"{p} is not a researcher's state ({exc.errors()[0]['msg']}); "
+            raise AarError(f"{p} is not a researcher's state ({problems(exc)}); "
                            "move it away to start from an unread forum") from None
 
     def forum_read(self, now: str | None) -> None:
