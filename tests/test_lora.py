@@ -147,7 +147,7 @@ def test_clear_errors() -> None:
 def test_presets_and_subsets() -> None:
     cpu = lora.preset("offline", device="cpu")
     assert (cpu.strong, cpu.weak, cpu.epochs, cpu.unlabeled_size) == ("qwen0.5b", "smollm",
-                                                                      1, 96)
+                                                                      1, 768)
     assert lora.preset("offline", {"strong": "qwen1.5b"}, device="cpu").strong == "qwen1.5b"
     gpu = lora.preset("offline", {"epochs": "2"}, device="cuda")
     assert (gpu.strong, gpu.rank, gpu.alpha, gpu.rslora, gpu.lr, gpu.batch_size, gpu.epochs,
