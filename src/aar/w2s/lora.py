@@ -132,11 +132,11 @@ PRESETS: dict[str, LoraConfig] = {
 # hour: the models one size down (smollm -> qwen0.5b; qwen1.5b needs three times the
 # compute), 768 unlabeled examples to train on, 2,000 test examples to score (with 1,000 the
 # public half's ceiling - weak interval, 0.087 [0.042, 0.131], reached below 0.05), 96
-# labeled ones for a LoRA weak teacher;
-# prompts cut to 64 tokens (sentiment snippets: 24 on average), one epoch of batches of 16
-# with the learning rate ramped up over the first quarter. Measured with a probe on 768
-# true labels (README): batches of 8 at lr 3e-4 diverged to 0.56; 384 examples at 1e-4 gave
-# 0.77, 768 in batches of 16 0.84 (qwen0.5b zero-shot: 0.73). Any of it can be overridden
+# labeled ones for a LoRA weak teacher; prompts cut to 64 tokens (sentiment snippets: 24 on
+# average), one epoch of batches of 16 with the learning rate ramped up over the first
+# quarter. Measured with a probe (README): batches of 8 at lr 3e-4 diverged to 0.56; 384
+# examples at 1e-4 gave 0.77, 768 in batches of 16 0.84 (qwen0.5b zero-shot: 0.73-0.75).
+# Any of it can be overridden
 # (--lora strong=qwen1.5b; --lora threads=1 on a machine shared with other jobs).
 CPU_SIZES: dict[str, Any] = {
     "weak": "smollm", "strong": "qwen0.5b", "unlabeled_size": 768, "test_size": 2000,
