@@ -58,8 +58,8 @@ def cpu_bench(model: str, n: int, batch: int, max_tokens: int, threads: int | No
     p = pred.predict_texts(texts)
     score_s = time.perf_counter() - t0
     print(f"LoRA on CPU: {model}, {threads or torch.get_num_threads()} torch thread(s), "
-          f"rank {cfg.rank}, "
-          f"batch {batch}, {n} examples of {tokens / n:.1f} prompt tokens (max {max_tokens})")
+          f"rank {cfg.rank}, batch {batch}, {n} examples of {tokens / n:.1f} prompt tokens "
+          f"(max {max_tokens})")
     print(f"  load        {load_s:6.1f} s")
     print(f"  train       {train_s:6.1f} s  {n / train_s:6.2f} examples/s  "
           f"{tokens / train_s:7.1f} tokens/s  (loss {pred.history[0]:.3f} -> "
@@ -75,6 +75,7 @@ def gpu_bench() -> None:
     from aar.data.prepare import prepare
     from aar.experiments.runner import RunConfig, run
     from aar.w2s import lora
+    from aar.w2s.baselines import lora_positions
 
     cfg = lora.preset("offline", device="cuda")
     torch.cuda.reset_peak_memory_stats()
@@ -84,7 +85,7 @@ def gpu_bench() -> None:
     seconds = time.perf_counter() - t0
     s = rec["summary"]["test_public"]
     n_test = len(rec["test_ids"])
-    n_train = cfg.unlabeled_size or len(prepare("sentiment").workspace.ids("unlabeled"))
+    n_train = len(lora_positions(prepare("sentiment"), cfg)["unlabeled"])
     seed_s = rec["seeds"][0]["seconds"]
     print(f"offline preset on {torch.cuda.get_device_name()}: {seconds:.0f} s for baselines + "
           f"1 seed ({seed_s:.0f} s: {n_train} examples x {cfg.epochs} epochs, "
